@@ -1,0 +1,77 @@
+// The per-ISA micro-kernels: the innermost loops, one table of function pointers per
+// instruction set. The drivers (conv2d.cpp, sparse_conv.cpp, ...) own shapes, threads and
+// data layout, and call these through dispatch.h's active table.
+//
+// isa_scalar.cpp holds the plain loops: the reference C++ kernels, the fallback on every
+// CPU, and what the SIMD files are tested against. isa_avx2.cpp holds the same functions
+// with AVX2+FMA in their own namespace, compiled with -mavx2 -mfma for that file alone.
+#pragma once
+
+#include <cstdint>
+
+namespace lenet_fast {
+
+// One output plane of a (dense or sparse) convolution, as a list of (input map, kernel)
+// pairs: y (Ho,Wo) = bias + sum_p correlation(x + cidx[p]*H*W, w + widx[p]*R*S),
+// each input map (H,W), each kernel (R,S).
+struct PlaneArgs {
+    const float* x;        // first input map of this image
+    const float* w;        // first kernel
+    const int32_t* cidx;   // npairs input-map indices
+    const int32_t* widx;   // npairs kernel indices
+    int64_t npairs;
+    float bias;
+    int64_t H, W, R, S;
+};
+
+struct Isa {
+    const char* name;
+
+    // y (Ho,Wo) as PlaneArgs says
+    void (*conv_plane)(float* y, const PlaneArgs& a);
+
+    // dw (R,S) += sum_n sum_ij dy_n[i,j] x_n[i+r, j+s] over n < N images, where image n's
+    // map is x + n*x_stride (H,W) and its output gradient dy + n*dy_stride (Ho,Wo)
+    void (*conv_dw_plane)(float* dw, const float* x, int64_t x_stride, const float* dy,
+                          int64_t dy_stride, int64_t N, int64_t H, int64_t W, int64_t R,
+                          int64_t S);
+
+    // y (N,O) = x (N,I) @ w (O,I)^T + b (O,)   (b may be null: zero)
+    void (*linear_rows)(float* y, const float* x, const float* w, const float* b, int64_t N,
+                        int64_t I, int64_t O);
+
+    // y (n) += alpha * x (n)
+    void (*axpy)(float* y, float alpha, const float* x, int64_t n);
+
+    // y (n) += alpha * (a (n) - b (n))
+    void (*axpy_diff)(float* y, float alpha, const float* a, const float* b, int64_t n);
+
+    // y (H/2,W/2) = coef * 2x2 block sums of x (H,W) + bias
+    void (*subsample_plane)(float* y, const float* x, float coef, float bias, int64_t H,
+                            int64_t W);
+
+    // dx (H,W) = coef * dy broadcast over each 2x2 block; returns sum(dy * block sums of x)
+    float (*subsample_backward_plane)(float* dx, const float* x, const float* dy, float coef,
+                                      int64_t H, int64_t W);
+
+    // y (n) = A tanh(S a (n))
+    void (*squash)(float* y, const float* a, int64_t n);
+
+    // da (n) = dy * (S/A) (A^2 - y^2)
+    void (*squash_backward)(float* da, const float* y, const float* dy, int64_t n);
+
+    // y (N,M) = squared distances of the rows of x (N,J) to the rows of c (M,J)
+    void (*rbf_rows)(float* y, const float* x, const float* c, int64_t N, int64_t M,
+                     int64_t J);
+};
+
+namespace scalar {
+extern const Isa kIsa;
+}
+#if defined(LENET_FAST_HAVE_AVX2)
+namespace avx2 {
+extern const Isa kIsa;
+}
+#endif
+
+}  // namespace lenet_fast

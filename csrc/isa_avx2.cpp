@@ -1,0 +1,369 @@
+// AVX2+FMA micro-kernels: the functions of isa_scalar.cpp, 8 floats at a time.
+// This file alone is compiled with -mavx2 -mfma (CMakeLists.txt); everything in it lives in
+// namespace lenet_fast::avx2 with internal linkage, so no AVX2 code can leak into baseline
+// code through a shared inline function (tests/test_build.py checks the binary for it).
+//
+// Tails: convolution rows use masked loads and stores (vmaskmov never touches the masked-off
+// lanes, so no read past an array and no NaN from a neighbouring row); the element-wise
+// kernels finish with the scalar loop. FMA only through intrinsics; no fast-math.
+#include <immintrin.h>
+
+#include <cmath>
+
+#include "isa.h"
+#include "kernels.h"
+
+namespace lenet_fast {
+namespace avx2 {
+namespace {
+
+// mask with the first n (0..8) lanes set
+inline __m256i tail_mask(int64_t n) {
+    alignas(32) static const int32_t m[16] = {-1, -1, -1, -1, -1, -1, -1, -1,
+                                              0,  0,  0,  0,  0,  0,  0,  0};
+    return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(m + 8 - n));
+}
+
+inline float hsum(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+// ---- convolution: one output row block of NV vectors (8*NV columns) ------------------
+// TAIL: the last vector is partial (mask m). KS: the kernel width when known at compile
+// time (5, LeNet's), 0 for any width.
+template <int NV, bool TAIL, int KS>
+inline void conv_block(float* y, const PlaneArgs& a, int64_t i, int64_t j0, __m256i m) {
+    const int64_t S = KS ? KS : a.S;
+    __m256 acc[NV];
+    for (int v = 0; v < NV; ++v) acc[v] = _mm256_set1_ps(a.bias);
+    for (int64_t p = 0; p < a.npairs; ++p) {
+        const float* x = a.x + a.cidx[p] * a.H * a.W + i * a.W + j0;
+        const float* w = a.w + a.widx[p] * a.R * S;
+        for (int64_t r = 0; r < a.R; ++r, x += a.W, w += S) {
+            for (int64_t s = 0; s < S; ++s) {
+                const __m256 wv = _mm256_broadcast_ss(w + s);
+                for (int v = 0; v < NV; ++v) {
+                    const __m256 xv = (TAIL && v == NV - 1) ? _mm256_maskload_ps(x + s + 8 * v, m)
+                                                            : _mm256_loadu_ps(x + s + 8 * v);
+                    acc[v] = _mm256_fmadd_ps(wv, xv, acc[v]);
+                }
+            }
+        }
+    }
+    for (int v = 0; v < NV; ++v) {
+        if (TAIL && v == NV - 1)
+            _mm256_maskstore_ps(y + j0 + 8 * v, m, acc[v]);
+        else
+            _mm256_storeu_ps(y + j0 + 8 * v, acc[v]);
+    }
+}
+
+template <int KS>
+void conv_rows(float* y, const PlaneArgs& a) {
+    const int64_t Ho = a.H - a.R + 1, Wo = a.W - a.S + 1;
+    for (int64_t i = 0; i < Ho; ++i, y += Wo) {
+        int64_t j0 = 0;
+        for (; j0 + 32 <= Wo; j0 += 32) conv_block<4, false, KS>(y, a, i, j0, __m256i());
+        const int64_t rest = Wo - j0;
+        if (rest == 0) continue;
+        const int64_t nv = (rest + 7) / 8, last = rest - 8 * (nv - 1);
+        const __m256i m = tail_mask(last);
+        const bool tail = last != 8;
+        switch (nv * 2 + (tail ? 1 : 0)) {
+            case 2: conv_block<1, false, KS>(y, a, i, j0, m); break;
+            case 3: conv_block<1, true, KS>(y, a, i, j0, m); break;
+            case 4: conv_block<2, false, KS>(y, a, i, j0, m); break;
+            case 5: conv_block<2, true, KS>(y, a, i, j0, m); break;
+            case 6: conv_block<3, false, KS>(y, a, i, j0, m); break;
+            case 7: conv_block<3, true, KS>(y, a, i, j0, m); break;
+            default: conv_block<4, true, KS>(y, a, i, j0, m); break;  // 25..31 columns
+        }
+    }
+}
+
+void conv_plane(float* y, const PlaneArgs& a) {
+    if (a.S == 5)
+        conv_rows<5>(y, a);
+    else
+        conv_rows<0>(y, a);
+}
+
+// ---- convolution weight gradient ------------------------------------------------------
+// dw[r,s] += sum_n sum_ij dy[i,j] x[i+r,j+s]: per r, one accumulator per s (KS of them when
+// the width is known, else one s at a time), vectors along j.
+template <int KS>
+void conv_dw_rows(float* dw, const float* x, int64_t x_stride, const float* dy,
+                  int64_t dy_stride, int64_t N, int64_t H, int64_t W, int64_t R) {
+    const int64_t Wo = W - KS + 1, Ho = H - R + 1;
+    const int64_t full = Wo / 8 * 8;
+    const __m256i m = tail_mask(Wo - full);
+    for (int64_t r = 0; r < R; ++r) {
+        __m256 acc[KS];
+        for (int s = 0; s < KS; ++s) acc[s] = _mm256_setzero_ps();
+        for (int64_t n = 0; n < N; ++n) {
+            const float* xn = x + n * x_stride + r * W;
+            const float* dyn = dy + n * dy_stride;
+            for (int64_t i = 0; i < Ho; ++i, xn += W, dyn += Wo) {
+                int64_t j = 0;
+                for (; j < full; j += 8) {
+                    const __m256 g = _mm256_loadu_ps(dyn + j);
+                    for (int s = 0; s < KS; ++s)
+                        acc[s] = _mm256_fmadd_ps(g, _mm256_loadu_ps(xn + j + s), acc[s]);
+                }
+                if (j < Wo) {
+                    const __m256 g = _mm256_maskload_ps(dyn + j, m);
+                    for (int s = 0; s < KS; ++s)
+                        acc[s] = _mm256_fmadd_ps(g, _mm256_maskload_ps(xn + j + s, m), acc[s]);
+                }
+            }
+        }
+        for (int s = 0; s < KS; ++s) dw[r * KS + s] += hsum(acc[s]);
+    }
+}
+
+void conv_dw_any(float* dw, const float* x, int64_t x_stride, const float* dy, int64_t dy_stride,
+                 int64_t N, int64_t H, int64_t W, int64_t R, int64_t S) {
+    const int64_t Wo = W - S + 1, Ho = H - R + 1;
+    const int64_t full = Wo / 8 * 8;
+    const __m256i m = tail_mask(Wo - full);
+    for (int64_t r = 0; r < R; ++r)
+        for (int64_t s = 0; s < S; ++s) {
+            __m256 acc = _mm256_setzero_ps();
+            for (int64_t n = 0; n < N; ++n) {
+                const float* xn = x + n * x_stride + r * W + s;
+                const float* dyn = dy + n * dy_stride;
+                for (int64_t i = 0; i < Ho; ++i, xn += W, dyn += Wo) {
+                    int64_t j = 0;
+                    for (; j < full; j += 8)
+                        acc = _mm256_fmadd_ps(_mm256_loadu_ps(dyn + j), _mm256_loadu_ps(xn + j),
+                                              acc);
+                    if (j < Wo)
+                        acc = _mm256_fmadd_ps(_mm256_maskload_ps(dyn + j, m),
+                                              _mm256_maskload_ps(xn + j, m), acc);
+                }
+            }
+            dw[r * S + s] += hsum(acc);
+        }
+}
+
+void conv_dw_plane(float* dw, const float* x, int64_t x_stride, const float* dy,
+                   int64_t dy_stride, int64_t N, int64_t H, int64_t W, int64_t R, int64_t S) {
+    if (S == 5)
+        conv_dw_rows<5>(dw, x, x_stride, dy, dy_stride, N, H, W, R);
+    else
+        conv_dw_any(dw, x, x_stride, dy, dy_stride, N, H, W, R, S);
+}
+
+// ---- full connection -------------------------------------------------------------------
+// Four outputs at a time share each load of the input row.
+void linear_rows(float* y, const float* x, const float* w, const float* b, int64_t N,
+                 int64_t I, int64_t O) {
+    const int64_t full = I / 8 * 8;
+    const __m256i m = tail_mask(I - full);
+    for (int64_t n = 0; n < N; ++n) {
+        const float* xn = x + n * I;
+        int64_t o = 0;
+        for (; o + 4 <= O; o += 4) {
+            const float* w0 = w + o * I;
+            __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+            int64_t i = 0;
+            for (; i < full; i += 8) {
+                const __m256 xv = _mm256_loadu_ps(xn + i);
+                a0 = _mm256_fmadd_ps(xv, _mm256_loadu_ps(w0 + i), a0);
+                a1 = _mm256_fmadd_ps(xv, _mm256_loadu_ps(w0 + I + i), a1);
+                a2 = _mm256_fmadd_ps(xv, _mm256_loadu_ps(w0 + 2 * I + i), a2);
+                a3 = _mm256_fmadd_ps(xv, _mm256_loadu_ps(w0 + 3 * I + i), a3);
+            }
+            if (i < I) {
+                const __m256 xv = _mm256_maskload_ps(xn + i, m);
+                a0 = _mm256_fmadd_ps(xv, _mm256_maskload_ps(w0 + i, m), a0);
+                a1 = _mm256_fmadd_ps(xv, _mm256_maskload_ps(w0 + I + i, m), a1);
+                a2 = _mm256_fmadd_ps(xv, _mm256_maskload_ps(w0 + 2 * I + i, m), a2);
+                a3 = _mm256_fmadd_ps(xv, _mm256_maskload_ps(w0 + 3 * I + i, m), a3);
+            }
+            y[n * O + o + 0] = hsum(a0) + (b ? b[o + 0] : 0.0f);
+            y[n * O + o + 1] = hsum(a1) + (b ? b[o + 1] : 0.0f);
+            y[n * O + o + 2] = hsum(a2) + (b ? b[o + 2] : 0.0f);
+            y[n * O + o + 3] = hsum(a3) + (b ? b[o + 3] : 0.0f);
+        }
+        for (; o < O; ++o) {
+            const float* wo = w + o * I;
+            __m256 acc = _mm256_setzero_ps();
+            int64_t i = 0;
+            for (; i < full; i += 8)
+                acc = _mm256_fmadd_ps(_mm256_loadu_ps(xn + i), _mm256_loadu_ps(wo + i), acc);
+            if (i < I)
+                acc = _mm256_fmadd_ps(_mm256_maskload_ps(xn + i, m), _mm256_maskload_ps(wo + i, m),
+                                      acc);
+            y[n * O + o] = hsum(acc) + (b ? b[o] : 0.0f);
+        }
+    }
+}
+
+void axpy(float* y, float alpha, const float* x, int64_t n) {
+    const __m256 av = _mm256_set1_ps(alpha);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(y + i, _mm256_fmadd_ps(av, _mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i)));
+    for (; i < n; ++i) y[i] = std::fma(alpha, x[i], y[i]);
+}
+
+void axpy_diff(float* y, float alpha, const float* a, const float* b, int64_t n) {
+    const __m256 av = _mm256_set1_ps(alpha);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const __m256 d = _mm256_sub_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i));
+        _mm256_storeu_ps(y + i, _mm256_fmadd_ps(av, d, _mm256_loadu_ps(y + i)));
+    }
+    for (; i < n; ++i) y[i] = std::fma(alpha, a[i] - b[i], y[i]);
+}
+
+// ---- 2x2 subsampling -------------------------------------------------------------------
+// Sums of 8 horizontal pairs of (row0 + row1), in order, from 16 consecutive columns.
+inline __m256 pair_sums(const float* r0, const float* r1) {
+    const __m256 lo = _mm256_add_ps(_mm256_loadu_ps(r0), _mm256_loadu_ps(r1));
+    const __m256 hi = _mm256_add_ps(_mm256_loadu_ps(r0 + 8), _mm256_loadu_ps(r1 + 8));
+    // hadd gives [lo01 lo23 hi01 hi23 | lo45 lo67 hi45 hi67]; reorder the 64-bit pairs.
+    const __m256 h = _mm256_hadd_ps(lo, hi);
+    return _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(h), 0xD8));
+}
+
+void subsample_plane(float* y, const float* x, float coef, float bias, int64_t H, int64_t W) {
+    const int64_t Ho = H / 2, Wo = W / 2;
+    const __m256 cv = _mm256_set1_ps(coef), bv = _mm256_set1_ps(bias);
+    for (int64_t i = 0; i < Ho; ++i) {
+        const float* r0 = x + 2 * i * W;
+        const float* r1 = r0 + W;
+        float* yr = y + i * Wo;
+        int64_t j = 0;
+        for (; j + 8 <= Wo; j += 8)
+            _mm256_storeu_ps(yr + j, _mm256_fmadd_ps(cv, pair_sums(r0 + 2 * j, r1 + 2 * j), bv));
+        for (; j < Wo; ++j)
+            yr[j] = std::fma(coef, (r0[2 * j] + r1[2 * j]) + (r0[2 * j + 1] + r1[2 * j + 1]), bias);
+    }
+}
+
+float subsample_backward_plane(float* dx, const float* x, const float* dy, float coef,
+                               int64_t H, int64_t W) {
+    const int64_t Ho = H / 2, Wo = W / 2;
+    const __m256 cv = _mm256_set1_ps(coef);
+    __m256 acc = _mm256_setzero_ps();
+    float tail = 0.0f;
+    for (int64_t i = 0; i < Ho; ++i) {
+        const float* r0 = x + 2 * i * W;
+        const float* r1 = r0 + W;
+        float* d0 = dx + 2 * i * W;
+        float* d1 = d0 + W;
+        const float* g = dy + i * Wo;
+        int64_t j = 0;
+        for (; j + 8 <= Wo; j += 8) {
+            const __m256 gv = _mm256_loadu_ps(g + j);
+            acc = _mm256_fmadd_ps(gv, pair_sums(r0 + 2 * j, r1 + 2 * j), acc);
+            const __m256 v = _mm256_mul_ps(cv, gv);
+            const __m256 lo = _mm256_unpacklo_ps(v, v);  // v0 v0 v1 v1 | v4 v4 v5 v5
+            const __m256 hi = _mm256_unpackhi_ps(v, v);  // v2 v2 v3 v3 | v6 v6 v7 v7
+            const __m256 a = _mm256_permute2f128_ps(lo, hi, 0x20);
+            const __m256 b = _mm256_permute2f128_ps(lo, hi, 0x31);
+            _mm256_storeu_ps(d0 + 2 * j, a);
+            _mm256_storeu_ps(d0 + 2 * j + 8, b);
+            _mm256_storeu_ps(d1 + 2 * j, a);
+            _mm256_storeu_ps(d1 + 2 * j + 8, b);
+        }
+        for (; j < Wo; ++j) {
+            const int64_t o = 2 * j;
+            tail = std::fma(g[j], (r0[o] + r0[o + 1]) + (r1[o] + r1[o + 1]), tail);
+            d0[o] = d0[o + 1] = d1[o] = d1[o + 1] = coef * g[j];
+        }
+    }
+    return hsum(acc) + tail;
+}
+
+// ---- scaled tanh -----------------------------------------------------------------------
+// tanh as a [13/6] rational function of x on [-7.9053, 7.9053] (the coefficients Eigen
+// uses for float tanh), x itself below 4e-4, +-1 beyond the clamp. Max error against
+// float64 tanh is a few float32 ulp (tests/test_kernels.py). min/max take the input as the
+// second operand so that NaN propagates.
+inline __m256 tanh8(__m256 a) {
+    const __m256 clamp = _mm256_set1_ps(7.90531110763549805f);
+    const __m256 x = _mm256_max_ps(_mm256_sub_ps(_mm256_setzero_ps(), clamp),
+                                   _mm256_min_ps(clamp, a));
+    const __m256 absx = _mm256_andnot_ps(_mm256_set1_ps(-0.0f), a);
+    const __m256 tiny = _mm256_cmp_ps(absx, _mm256_set1_ps(0.0004f), _CMP_LT_OQ);
+    const __m256 x2 = _mm256_mul_ps(x, x);
+    __m256 p = _mm256_fmadd_ps(x2, _mm256_set1_ps(-2.76076847742355e-16f),
+                               _mm256_set1_ps(2.00018790482477e-13f));
+    p = _mm256_fmadd_ps(x2, p, _mm256_set1_ps(-8.60467152213735e-11f));
+    p = _mm256_fmadd_ps(x2, p, _mm256_set1_ps(5.12229709037114e-08f));
+    p = _mm256_fmadd_ps(x2, p, _mm256_set1_ps(1.48572235717979e-05f));
+    p = _mm256_fmadd_ps(x2, p, _mm256_set1_ps(6.37261928875436e-04f));
+    p = _mm256_fmadd_ps(x2, p, _mm256_set1_ps(4.89352455891786e-03f));
+    p = _mm256_mul_ps(x, p);
+    __m256 q = _mm256_fmadd_ps(x2, _mm256_set1_ps(1.19825839466702e-06f),
+                               _mm256_set1_ps(1.18534705686654e-04f));
+    q = _mm256_fmadd_ps(x2, q, _mm256_set1_ps(2.26843463243900e-03f));
+    q = _mm256_fmadd_ps(x2, q, _mm256_set1_ps(4.89352518554385e-03f));
+    return _mm256_blendv_ps(_mm256_div_ps(p, q), x, tiny);
+}
+
+void squash(float* y, const float* a, int64_t n) {
+    const __m256 A = _mm256_set1_ps(kSquashA), S = _mm256_set1_ps(kSquashS);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(y + i, _mm256_mul_ps(A, tanh8(_mm256_mul_ps(S, _mm256_loadu_ps(a + i)))));
+    if (i < n) {  // the tail through the same formula, so every element agrees
+        const __m256i m = tail_mask(n - i);
+        _mm256_maskstore_ps(y + i, m,
+                            _mm256_mul_ps(A, tanh8(_mm256_mul_ps(S, _mm256_maskload_ps(a + i, m)))));
+    }
+}
+
+void squash_backward(float* da, const float* y, const float* dy, int64_t n) {
+    constexpr float k = kSquashS / kSquashA, A2 = kSquashA * kSquashA;
+    const __m256 kv = _mm256_set1_ps(k), A2v = _mm256_set1_ps(A2);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const __m256 yv = _mm256_loadu_ps(y + i);
+        const __m256 d = _mm256_mul_ps(kv, _mm256_sub_ps(A2v, _mm256_mul_ps(yv, yv)));
+        _mm256_storeu_ps(da + i, _mm256_mul_ps(_mm256_loadu_ps(dy + i), d));
+    }
+    for (; i < n; ++i) da[i] = dy[i] * (k * (A2 - y[i] * y[i]));
+}
+
+// ---- Euclidean RBF ---------------------------------------------------------------------
+void rbf_rows(float* y, const float* x, const float* c, int64_t N, int64_t M, int64_t J) {
+    const int64_t full = J / 8 * 8;
+    const __m256i m = tail_mask(J - full);
+    for (int64_t n = 0; n < N; ++n) {
+        const float* xn = x + n * J;
+        for (int64_t i = 0; i < M; ++i) {
+            const float* ci = c + i * J;
+            __m256 acc = _mm256_setzero_ps();
+            int64_t j = 0;
+            for (; j < full; j += 8) {
+                const __m256 d = _mm256_sub_ps(_mm256_loadu_ps(xn + j), _mm256_loadu_ps(ci + j));
+                acc = _mm256_fmadd_ps(d, d, acc);
+            }
+            if (j < J) {
+                const __m256 d =
+                    _mm256_sub_ps(_mm256_maskload_ps(xn + j, m), _mm256_maskload_ps(ci + j, m));
+                acc = _mm256_fmadd_ps(d, d, acc);
+            }
+            y[n * M + i] = hsum(acc);
+        }
+    }
+}
+
+}  // namespace
+
+const Isa kIsa = {
+    "avx2",          conv_plane,      conv_dw_plane,
+    linear_rows,     axpy,            axpy_diff,
+    subsample_plane, subsample_backward_plane, squash,
+    squash_backward, rbf_rows,
+};
+
+}  // namespace avx2
+}  // namespace lenet_fast

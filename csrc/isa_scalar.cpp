@@ -1,0 +1,119 @@
+// Portable scalar micro-kernels: plain loops a reader can check against the maths.
+// They are the fallback on every CPU (x86 without AVX2, ARM, ...) and the behaviour the
+// SIMD files must reproduce. Compiled with the baseline flags only.
+#include <cmath>
+
+#include "isa.h"
+#include "kernels.h"
+
+namespace lenet_fast {
+namespace scalar {
+namespace {
+
+void conv_plane(float* y, const PlaneArgs& a) {
+    const int64_t Ho = a.H - a.R + 1, Wo = a.W - a.S + 1;
+    for (int64_t i = 0; i < Ho * Wo; ++i) y[i] = a.bias;
+    for (int64_t p = 0; p < a.npairs; ++p) {
+        const float* x = a.x + a.cidx[p] * a.H * a.W;
+        const float* w = a.w + a.widx[p] * a.R * a.S;
+        for (int64_t i = 0; i < Ho; ++i)
+            for (int64_t r = 0; r < a.R; ++r)
+                for (int64_t s = 0; s < a.S; ++s) {
+                    const float wv = w[r * a.S + s];
+                    const float* xr = x + (i + r) * a.W + s;
+                    float* yr = y + i * Wo;
+                    for (int64_t j = 0; j < Wo; ++j) yr[j] += wv * xr[j];
+                }
+    }
+}
+
+void conv_dw_plane(float* dw, const float* x, int64_t x_stride, const float* dy,
+                   int64_t dy_stride, int64_t N, int64_t H, int64_t W, int64_t R, int64_t S) {
+    const int64_t Ho = H - R + 1, Wo = W - S + 1;
+    for (int64_t r = 0; r < R; ++r)
+        for (int64_t s = 0; s < S; ++s) {
+            float acc = 0.0f;
+            for (int64_t n = 0; n < N; ++n) {
+                const float* xn = x + n * x_stride;
+                const float* dyn = dy + n * dy_stride;
+                for (int64_t i = 0; i < Ho; ++i)
+                    for (int64_t j = 0; j < Wo; ++j)
+                        acc += dyn[i * Wo + j] * xn[(i + r) * W + j + s];
+            }
+            dw[r * S + s] += acc;
+        }
+}
+
+void linear_rows(float* y, const float* x, const float* w, const float* b, int64_t N,
+                 int64_t I, int64_t O) {
+    for (int64_t n = 0; n < N; ++n)
+        for (int64_t o = 0; o < O; ++o) {
+            float acc = 0.0f;
+            for (int64_t i = 0; i < I; ++i) acc += x[n * I + i] * w[o * I + i];
+            y[n * O + o] = acc + (b ? b[o] : 0.0f);
+        }
+}
+
+void axpy(float* y, float alpha, const float* x, int64_t n) {
+    for (int64_t i = 0; i < n; ++i) y[i] += alpha * x[i];
+}
+
+void axpy_diff(float* y, float alpha, const float* a, const float* b, int64_t n) {
+    for (int64_t i = 0; i < n; ++i) y[i] += alpha * (a[i] - b[i]);
+}
+
+void subsample_plane(float* y, const float* x, float coef, float bias, int64_t H, int64_t W) {
+    const int64_t Ho = H / 2, Wo = W / 2;
+    for (int64_t i = 0; i < Ho; ++i)
+        for (int64_t j = 0; j < Wo; ++j) {
+            const float* p = x + 2 * i * W + 2 * j;
+            y[i * Wo + j] = coef * ((p[0] + p[1]) + (p[W] + p[W + 1])) + bias;
+        }
+}
+
+float subsample_backward_plane(float* dx, const float* x, const float* dy, float coef,
+                               int64_t H, int64_t W) {
+    const int64_t Ho = H / 2, Wo = W / 2;
+    float dcoef = 0.0f;
+    for (int64_t i = 0; i < Ho; ++i)
+        for (int64_t j = 0; j < Wo; ++j) {
+            const int64_t o = 2 * i * W + 2 * j;
+            const float g = dy[i * Wo + j];
+            dcoef += g * ((x[o] + x[o + 1]) + (x[o + W] + x[o + W + 1]));
+            dx[o] = dx[o + 1] = dx[o + W] = dx[o + W + 1] = coef * g;
+        }
+    return dcoef;
+}
+
+void squash(float* y, const float* a, int64_t n) {
+    for (int64_t i = 0; i < n; ++i) y[i] = kSquashA * std::tanh(kSquashS * a[i]);
+}
+
+void squash_backward(float* da, const float* y, const float* dy, int64_t n) {
+    constexpr float k = kSquashS / kSquashA, A2 = kSquashA * kSquashA;
+    for (int64_t i = 0; i < n; ++i) da[i] = dy[i] * (k * (A2 - y[i] * y[i]));
+}
+
+void rbf_rows(float* y, const float* x, const float* c, int64_t N, int64_t M, int64_t J) {
+    for (int64_t n = 0; n < N; ++n)
+        for (int64_t i = 0; i < M; ++i) {
+            float acc = 0.0f;
+            for (int64_t j = 0; j < J; ++j) {
+                const float d = x[n * J + j] - c[i * J + j];
+                acc += d * d;
+            }
+            y[n * M + i] = acc;
+        }
+}
+
+}  // namespace
+
+const Isa kIsa = {
+    "scalar",      conv_plane,      conv_dw_plane,
+    linear_rows,   axpy,            axpy_diff,
+    subsample_plane, subsample_backward_plane, squash,
+    squash_backward, rbf_rows,
+};
+
+}  // namespace scalar
+}  // namespace lenet_fast

@@ -1,0 +1,413 @@
+"""NumPy reference implementation of every LeNet-5 kernel (forward and backward).
+
+This module is the slow, obvious oracle that the C++ core is tested against. It favours
+clarity over speed, but is vectorised (no Python loops over pixels).
+
+Conventions
+-----------
+* Images are NCHW: ``(batch N, channels C, height H, width W)``.
+* Convolutions are *valid cross-correlations* with stride 1 (no kernel flip, no padding):
+  an ``R x S`` kernel on an ``H x W`` map gives an ``(H-R+1) x (W-S+1)`` map.
+* Every ``*_backward`` returns the gradients of ``L = sum(y * dy)`` with respect to the
+  inputs and parameters of the matching ``*_forward``, where ``dy`` has the shape of ``y``.
+  Parameter gradients are summed over the batch and over all connections that share the
+  parameter.
+* Inputs are converted with ``np.asarray``; all arithmetic is done in float64. Each
+  function returns float64 arrays if any array input is float64, and float32 arrays
+  otherwise (the bool connection table does not count). Outputs are always new arrays,
+  never views of the inputs.
+* Invalid shapes raise ``ValueError`` naming the argument and the expected shape; a
+  connection table that is not boolean raises ``TypeError``.
+
+Layers (LeCun et al. 1998, section II-B and Appendix A): C1/C3/C5 are convolutions
+(C3 sparse, per Table I), S2/S4 are trainable 2x2 subsampling, F6 is a linear layer, the
+squashing function is ``f(a) = A tanh(S a)`` and the output layer is a Euclidean RBF.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from numpy.lib.stride_tricks import sliding_window_view
+
+__all__ = [
+    "SQUASH_A",
+    "SQUASH_S",
+    "conv2d_forward",
+    "conv2d_backward",
+    "sparse_conv2d_forward",
+    "sparse_conv2d_backward",
+    "subsample_forward",
+    "subsample_backward",
+    "linear_forward",
+    "linear_backward",
+    "squash_forward",
+    "squash_backward",
+    "rbf_forward",
+    "rbf_backward",
+]
+
+FloatArray = npt.NDArray[np.floating[Any]]
+
+#: Amplitude of the squashing function f(a) = A tanh(S a) (paper, Eq. 6 and Appendix A).
+SQUASH_A: float = 1.7159
+#: Slope of the squashing function; with A = 1.7159 it gives f(1) = 1 and f(-1) = -1.
+SQUASH_S: float = 2.0 / 3.0
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _fmt(shape: tuple[int, ...]) -> str:
+    """Format a shape compactly, e.g. ``(16,3,5,5)`` or ``(6,)``."""
+    if len(shape) == 1:
+        return f"({shape[0]},)"
+    return "(" + ",".join(str(d) for d in shape) + ")"
+
+
+def _array(name: str, a: npt.ArrayLike, ndim: int, layout: str) -> npt.NDArray[Any]:
+    """``np.asarray(a)``, checking its number of dimensions."""
+    arr = np.asarray(a)
+    if arr.ndim != ndim:
+        raise ValueError(f"{name}: expected {layout}, got {_fmt(arr.shape)}")
+    return arr
+
+
+def _expect(name: str, arr: npt.NDArray[Any], shape: tuple[int, ...], layout: str, why: str) -> None:
+    """Raise unless ``arr.shape == shape``; ``why`` says where the sizes come from."""
+    if arr.shape != shape:
+        raise ValueError(f"{name}: expected {layout} {why}, got {_fmt(arr.shape)}")
+
+
+def _out_dtype(*arrays: npt.NDArray[Any]) -> type[np.floating[Any]]:
+    """float64 if any input array is float64, else float32."""
+    return np.float64 if any(a.dtype == np.float64 for a in arrays) else np.float32
+
+
+def _f64(a: npt.NDArray[Any]) -> npt.NDArray[np.float64]:
+    return a.astype(np.float64, copy=False)
+
+
+def _new(a: npt.ArrayLike, dtype: type[np.floating[Any]]) -> FloatArray:
+    """A fresh array (never a view of an input) of the requested dtype."""
+    return np.array(a, dtype=dtype, copy=True)
+
+
+def _check_conv(x: npt.ArrayLike, w: npt.ArrayLike) -> tuple[npt.NDArray[Any], npt.NDArray[Any]]:
+    x = _array("x", x, 4, "(N,C,H,W)")
+    w = _array("w", w, 4, "(K,C,R,S)")
+    _, c, h, wd = x.shape
+    if w.shape[1] != c:
+        raise ValueError(f"w: expected (K,C,R,S) with C={c} to match x, got {_fmt(w.shape)}")
+    _check_kernel_size("w", w.shape[-2:], "(K,C,R,S)", w.shape, h, wd)
+    return x, w
+
+
+def _check_kernel_size(
+    name: str, rs: tuple[int, ...], layout: str, shape: tuple[int, ...], h: int, wd: int
+) -> None:
+    r, s = rs
+    if not (1 <= r <= h and 1 <= s <= wd):
+        raise ValueError(
+            f"{name}: expected {layout} with 1<=R<=H={h} and 1<=S<=W={wd} to fit x, got {_fmt(shape)}"
+        )
+
+
+def _check_table(table: npt.ArrayLike, c: int) -> npt.NDArray[np.bool_]:
+    t = _array("table", table, 2, "(C,K)")
+    if t.dtype != np.bool_:
+        raise TypeError(f"table: expected a bool array, got dtype {t.dtype}")
+    if t.shape[0] != c:
+        raise ValueError(f"table: expected (C,K) with C={c} to match x, got {_fmt(t.shape)}")
+    return t
+
+
+def _check_sparse(
+    x: npt.ArrayLike, w: npt.ArrayLike, table: npt.ArrayLike
+) -> tuple[npt.NDArray[Any], npt.NDArray[Any], npt.NDArray[np.bool_]]:
+    x = _array("x", x, 4, "(N,C,H,W)")
+    w = _array("w", w, 3, "(T,R,S)")
+    t = _check_table(table, x.shape[1])
+    n_conn = int(t.sum())
+    if w.shape[0] != n_conn:
+        raise ValueError(
+            f"w: expected (T,R,S) with T={n_conn} connections in table, got {_fmt(w.shape)}"
+        )
+    _check_kernel_size("w", w.shape[1:], "(T,R,S)", w.shape, x.shape[2], x.shape[3])
+    return x, w, t
+
+
+# Pure float64 kernels (no checks, no dtype handling) shared by the public functions.
+
+
+def _conv_fwd(
+    x: npt.NDArray[np.float64], w: npt.NDArray[np.float64], b: npt.NDArray[np.float64]
+) -> npt.NDArray[np.float64]:
+    r, s = w.shape[2:]
+    win = sliding_window_view(x, (r, s), axis=(2, 3))  # (N, C, Ho, Wo, R, S), a view
+    y = np.tensordot(win, w, axes=([1, 4, 5], [1, 2, 3]))  # (N, Ho, Wo, K)
+    return y.transpose(0, 3, 1, 2) + b[None, :, None, None]
+
+
+def _conv_bwd(
+    x: npt.NDArray[np.float64], w: npt.NDArray[np.float64], dy: npt.NDArray[np.float64]
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    r, s = w.shape[2:]
+    # dw[k,c,r,s] = sum_{n,i,j} dy[n,k,i,j] x[n,c,i+r,j+s]
+    win = sliding_window_view(x, (r, s), axis=(2, 3))  # (N, C, Ho, Wo, R, S)
+    dw = np.tensordot(dy, win, axes=([0, 2, 3], [0, 2, 3]))  # (K, C, R, S)
+    db = dy.sum(axis=(0, 2, 3))
+    # dx[n,c,p,q] = sum_{k,r,s} dy[n,k,p-r,q-s] w[k,c,r,s]: a "full" correlation of the
+    # zero-padded dy with the flipped kernel.
+    dyp = np.pad(dy, ((0, 0), (0, 0), (r - 1, r - 1), (s - 1, s - 1)))
+    dwin = sliding_window_view(dyp, (r, s), axis=(2, 3))  # (N, K, H, W, R, S)
+    dx = np.tensordot(dwin, w[:, :, ::-1, ::-1], axes=([1, 4, 5], [0, 2, 3]))  # (N, H, W, C)
+    return dx.transpose(0, 3, 1, 2), dw, db
+
+
+def _pairs(table: npt.NDArray[np.bool_]) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp]]:
+    """(k, c) indices of the connected pairs, ordered by output map k, then input map c."""
+    kc = np.argwhere(table.T)
+    return kc[:, 0], kc[:, 1]
+
+
+def _dense_kernel(w: npt.NDArray[np.float64], table: npt.NDArray[np.bool_]) -> npt.NDArray[np.float64]:
+    """Scatter the (T,R,S) pair kernels into a dense (K,C,R,S) array with zeros elsewhere."""
+    c, k = table.shape
+    dense = np.zeros((k, c) + w.shape[1:], dtype=np.float64)
+    kk, cc = _pairs(table)
+    dense[kk, cc] = w
+    return dense
+
+
+# --------------------------------------------------------------------------- convolution
+
+
+def conv2d_forward(x: npt.ArrayLike, w: npt.ArrayLike, b: npt.ArrayLike) -> FloatArray:
+    """Dense valid cross-correlation, stride 1, plus a bias per output map.
+
+    Shapes: x (N,C,H,W), w (K,C,R,S), b (K,) -> y (N,K,H-R+1,W-S+1), with
+    ``y[n,k,i,j] = b[k] + sum_{c,r,s} w[k,c,r,s] * x[n,c,i+r,j+s]``.
+    """
+    x, w = _check_conv(x, w)
+    b = _array("b", b, 1, "(K,)")
+    _expect("b", b, (w.shape[0],), "(K,)", f"with K={w.shape[0]} to match w")
+    return _new(_conv_fwd(_f64(x), _f64(w), _f64(b)), _out_dtype(x, w, b))
+
+
+def conv2d_backward(
+    x: npt.ArrayLike, w: npt.ArrayLike, dy: npt.ArrayLike
+) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """Gradients of ``sum(conv2d_forward(x, w, b) * dy)``.
+
+    Shapes: x (N,C,H,W), w (K,C,R,S), dy (N,K,H-R+1,W-S+1) ->
+    dx (N,C,H,W), dw (K,C,R,S), db (K,).
+    """
+    x, w = _check_conv(x, w)
+    dy = _array("dy", dy, 4, "(N,K,H-R+1,W-S+1)")
+    (n, _, h, wd), (k, _, r, s) = x.shape, w.shape
+    want = (n, k, h - r + 1, wd - s + 1)
+    _expect("dy", dy, want, "(N,K,H-R+1,W-S+1)", f"= {_fmt(want)} to match x and w")
+    dt = _out_dtype(x, w, dy)
+    dx, dw, db = _conv_bwd(_f64(x), _f64(w), _f64(dy))
+    return _new(dx, dt), _new(dw, dt), _new(db, dt)
+
+
+def sparse_conv2d_forward(
+    x: npt.ArrayLike, w: npt.ArrayLike, b: npt.ArrayLike, table: npt.ArrayLike
+) -> FloatArray:
+    """Valid cross-correlation over the input maps a connection table names (C3, Table I).
+
+    Shapes: x (N,C,H,W), w (T,R,S), b (K,), table bool (C,K) with T True entries ->
+    y (N,K,H-R+1,W-S+1).
+
+    ``w`` holds one kernel per connected pair (c, k), ordered by output map k, then input
+    map c (the rows of ``np.argwhere(table.T)``). ``y[:,k] = b[k] + sum over the c with
+    table[c,k] of the correlation of x[:,c] with that pair's kernel``.
+    """
+    x, w, t = _check_sparse(x, w, table)
+    b = _array("b", b, 1, "(K,)")
+    _expect("b", b, (t.shape[1],), "(K,)", f"with K={t.shape[1]} to match table")
+    y = _conv_fwd(_f64(x), _dense_kernel(_f64(w), t), _f64(b))
+    return _new(y, _out_dtype(x, w, b))
+
+
+def sparse_conv2d_backward(
+    x: npt.ArrayLike, w: npt.ArrayLike, dy: npt.ArrayLike, table: npt.ArrayLike
+) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """Gradients of ``sum(sparse_conv2d_forward(x, w, b, table) * dy)``.
+
+    Shapes: x (N,C,H,W), w (T,R,S), dy (N,K,H-R+1,W-S+1), table bool (C,K) ->
+    dx (N,C,H,W), dw (T,R,S) (same pair order as w), db (K,).
+    """
+    x, w, t = _check_sparse(x, w, table)
+    dy = _array("dy", dy, 4, "(N,K,H-R+1,W-S+1)")
+    n, _, h, wd = x.shape
+    r, s = w.shape[1:]
+    want = (n, t.shape[1], h - r + 1, wd - s + 1)
+    _expect("dy", dy, want, "(N,K,H-R+1,W-S+1)", f"= {_fmt(want)} to match x, w and table")
+    dx, dw_dense, db = _conv_bwd(_f64(x), _dense_kernel(_f64(w), t), _f64(dy))
+    kk, cc = _pairs(t)
+    dt = _out_dtype(x, w, dy)
+    return _new(dx, dt), _new(dw_dense[kk, cc], dt), _new(db, dt)
+
+
+# --------------------------------------------------------------------------- subsampling
+
+
+def _check_subsample(x: npt.ArrayLike, coef: npt.ArrayLike) -> tuple[npt.NDArray[Any], npt.NDArray[Any]]:
+    x = _array("x", x, 4, "(N,C,H,W)")
+    h, wd = x.shape[2:]
+    if h % 2 or wd % 2:
+        raise ValueError(f"x: expected (N,C,H,W) with H and W even, got {_fmt(x.shape)}")
+    coef = _array("coef", coef, 1, "(C,)")
+    _expect("coef", coef, (x.shape[1],), "(C,)", f"with C={x.shape[1]} to match x")
+    return x, coef
+
+
+def _block_sums(x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    n, c, h, w = x.shape
+    return x.reshape(n, c, h // 2, 2, w // 2, 2).sum(axis=(3, 5))
+
+
+def subsample_forward(x: npt.ArrayLike, coef: npt.ArrayLike, bias: npt.ArrayLike) -> FloatArray:
+    """Trainable 2x2 subsampling (S2, S4): sum of each 2x2 block, times a coefficient, plus a bias.
+
+    Shapes: x (N,C,H,W) with H and W even, coef (C,), bias (C,) -> y (N,C,H/2,W/2), with
+    ``y[n,c,i,j] = coef[c] * sum(x[n,c,2i:2i+2,2j:2j+2]) + bias[c]``.
+    """
+    x, coef = _check_subsample(x, coef)
+    bias = _array("bias", bias, 1, "(C,)")
+    _expect("bias", bias, (x.shape[1],), "(C,)", f"with C={x.shape[1]} to match x")
+    y = _f64(coef)[:, None, None] * _block_sums(_f64(x)) + _f64(bias)[:, None, None]
+    return _new(y, _out_dtype(x, coef, bias))
+
+
+def subsample_backward(
+    x: npt.ArrayLike, coef: npt.ArrayLike, dy: npt.ArrayLike
+) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """Gradients of ``sum(subsample_forward(x, coef, bias) * dy)``.
+
+    Shapes: x (N,C,H,W), coef (C,), dy (N,C,H/2,W/2) -> dx (N,C,H,W), dcoef (C,), dbias (C,).
+    """
+    x, coef = _check_subsample(x, coef)
+    dy = _array("dy", dy, 4, "(N,C,H/2,W/2)")
+    n, c, h, wd = x.shape
+    want = (n, c, h // 2, wd // 2)
+    _expect("dy", dy, want, "(N,C,H/2,W/2)", f"= {_fmt(want)} to match x")
+    x64, dy64 = _f64(x), _f64(dy)
+    g = _f64(coef)[:, None, None] * dy64  # gradient reaching each of the 4 inputs of a block
+    dx = np.repeat(np.repeat(g, 2, axis=2), 2, axis=3)
+    dcoef = (dy64 * _block_sums(x64)).sum(axis=(0, 2, 3))
+    dbias = dy64.sum(axis=(0, 2, 3))
+    dt = _out_dtype(x, coef, dy)
+    return _new(dx, dt), _new(dcoef, dt), _new(dbias, dt)
+
+
+# --------------------------------------------------------------------------- linear (F6)
+
+
+def _check_linear(x: npt.ArrayLike, w: npt.ArrayLike) -> tuple[npt.NDArray[Any], npt.NDArray[Any]]:
+    x = _array("x", x, 2, "(N,I)")
+    w = _array("w", w, 2, "(O,I)")
+    if w.shape[1] != x.shape[1]:
+        raise ValueError(f"w: expected (O,I) with I={x.shape[1]} to match x, got {_fmt(w.shape)}")
+    return x, w
+
+
+def linear_forward(x: npt.ArrayLike, w: npt.ArrayLike, b: npt.ArrayLike) -> FloatArray:
+    """Fully connected layer (F6): ``y = x @ w.T + b``.
+
+    Shapes: x (N,I), w (O,I), b (O,) -> y (N,O).
+    """
+    x, w = _check_linear(x, w)
+    b = _array("b", b, 1, "(O,)")
+    _expect("b", b, (w.shape[0],), "(O,)", f"with O={w.shape[0]} to match w")
+    return _new(_f64(x) @ _f64(w).T + _f64(b), _out_dtype(x, w, b))
+
+
+def linear_backward(
+    x: npt.ArrayLike, w: npt.ArrayLike, dy: npt.ArrayLike
+) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """Gradients of ``sum(linear_forward(x, w, b) * dy)``.
+
+    Shapes: x (N,I), w (O,I), dy (N,O) -> dx (N,I), dw (O,I), db (O,).
+    """
+    x, w = _check_linear(x, w)
+    dy = _array("dy", dy, 2, "(N,O)")
+    want = (x.shape[0], w.shape[0])
+    _expect("dy", dy, want, "(N,O)", f"= {_fmt(want)} to match x and w")
+    x64, w64, dy64 = _f64(x), _f64(w), _f64(dy)
+    dt = _out_dtype(x, w, dy)
+    return _new(dy64 @ w64, dt), _new(dy64.T @ x64, dt), _new(dy64.sum(axis=0), dt)
+
+
+# --------------------------------------------------------------------------- squashing
+
+
+def squash_forward(a: npt.ArrayLike) -> FloatArray:
+    """Squashing function ``f(a) = A tanh(S a)``, A = SQUASH_A, S = SQUASH_S, elementwise.
+
+    Shapes: a (any) -> y (same shape).
+    """
+    a = np.asarray(a)
+    return _new(SQUASH_A * np.tanh(SQUASH_S * _f64(a)), _out_dtype(a))
+
+
+def squash_backward(y: npt.ArrayLike, dy: npt.ArrayLike) -> FloatArray:
+    """Gradient through the squashing function, computed from its output ``y = f(a)``.
+
+    ``da = dy * f'(a) = dy * (S/A) * (A^2 - y^2)``.
+    Shapes: y (any), dy (same shape as y) -> da (same shape).
+    """
+    y = np.asarray(y)
+    dy = np.asarray(dy)
+    if dy.shape != y.shape:
+        raise ValueError(f"dy: expected shape {_fmt(y.shape)} to match y, got {_fmt(dy.shape)}")
+    y64 = _f64(y)
+    da = _f64(dy) * (SQUASH_S / SQUASH_A) * (SQUASH_A**2 - y64 * y64)
+    return _new(da, _out_dtype(y, dy))
+
+
+# --------------------------------------------------------------------------- RBF output
+
+
+def _check_rbf(x: npt.ArrayLike, c: npt.ArrayLike) -> tuple[npt.NDArray[Any], npt.NDArray[Any]]:
+    x = _array("x", x, 2, "(N,J)")
+    c = _array("c", c, 2, "(M,J)")
+    if c.shape[1] != x.shape[1]:
+        raise ValueError(f"c: expected (M,J) with J={x.shape[1]} to match x, got {_fmt(c.shape)}")
+    return x, c
+
+
+def rbf_forward(x: npt.ArrayLike, c: npt.ArrayLike) -> FloatArray:
+    """Euclidean RBF output layer: squared distance of each input to each centre.
+
+    Shapes: x (N,J), c (M,J) -> y (N,M), with ``y[n,i] = sum_j (x[n,j] - c[i,j])^2``.
+    """
+    x, c = _check_rbf(x, c)
+    diff = _f64(x)[:, None, :] - _f64(c)[None, :, :]  # (N, M, J)
+    return _new(np.einsum("nij,nij->ni", diff, diff), _out_dtype(x, c))
+
+
+def rbf_backward(
+    x: npt.ArrayLike, c: npt.ArrayLike, dy: npt.ArrayLike
+) -> tuple[FloatArray, FloatArray]:
+    """Gradients of ``sum(rbf_forward(x, c) * dy)``.
+
+    Shapes: x (N,J), c (M,J), dy (N,M) -> dx (N,J), dc (M,J), with
+    ``dx[n,j] = 2 sum_i dy[n,i] (x[n,j] - c[i,j])`` and
+    ``dc[i,j] = -2 sum_n dy[n,i] (x[n,j] - c[i,j])``.
+    """
+    x, c = _check_rbf(x, c)
+    dy = _array("dy", dy, 2, "(N,M)")
+    want = (x.shape[0], c.shape[0])
+    _expect("dy", dy, want, "(N,M)", f"= {_fmt(want)} to match x and c")
+    diff = _f64(x)[:, None, :] - _f64(c)[None, :, :]  # (N, M, J)
+    dy64 = _f64(dy)
+    dx = 2.0 * np.einsum("ni,nij->nj", dy64, diff)
+    dc = -2.0 * np.einsum("ni,nij->ij", dy64, diff)
+    dt = _out_dtype(x, c, dy)
+    return _new(dx, dt), _new(dc, dt)
