@@ -2,6 +2,14 @@
 
 namespace lenet_fast {
 
+// "list", "numpy.float32", "NoneType": what a user passed instead of an array.
+std::string type_name(py::handle obj) {
+    py::handle t = py::type::handle_of(obj);
+    std::string mod = py::str(t.attr("__module__"));
+    std::string name = py::str(t.attr("__qualname__"));
+    return mod == "builtins" ? name : mod + "." + name;
+}
+
 std::string shape_str(const std::vector<int64_t>& shape) {
     std::string s = "(";
     for (size_t i = 0; i < shape.size(); ++i) s += (i ? "," : "") + std::to_string(shape[i]);
@@ -12,7 +20,7 @@ F32 check_f32(py::handle obj, const char* name, const char* dims, int ndim) {
     const std::string want = std::string(dims) + " float32";
     if (!py::isinstance<py::array>(obj))
         throw py::type_error(std::string(name) + ": expected a numpy.ndarray " + want + ", got " +
-                             std::string(py::str(py::type::handle_of(obj).attr("__name__"))));
+                             type_name(obj));
     F32 a;
     a.arr = py::reinterpret_borrow<py::array>(obj);
     for (py::ssize_t i = 0; i < a.arr.ndim(); ++i) a.shape.push_back(a.arr.shape(i));
@@ -38,7 +46,7 @@ std::vector<uint8_t> check_table(py::handle obj, const char* name, int64_t rows,
                              ") bool";
     if (!py::isinstance<py::array>(obj))
         throw py::type_error(std::string(name) + ": expected a numpy.ndarray " + want + ", got " +
-                             std::string(py::str(py::type::handle_of(obj).attr("__name__"))));
+                             type_name(obj));
     auto arr = py::reinterpret_borrow<py::array>(obj);
     std::vector<int64_t> shape;
     for (py::ssize_t i = 0; i < arr.ndim(); ++i) shape.push_back(arr.shape(i));

@@ -101,9 +101,10 @@ void conv_dw_rows(float* dw, const float* x, int64_t x_stride, const float* dy,
     const int64_t full = Wo / 8 * 8;
     const __m256i m = tail_mask(Wo - full);
     for (int64_t r = 0; r < R; ++r) {
-        __m256 acc[KS];
-        for (int s = 0; s < KS; ++s) acc[s] = _mm256_setzero_ps();
+        double total[KS] = {};  // float within an image, double across the batch
         for (int64_t n = 0; n < N; ++n) {
+            __m256 acc[KS];
+            for (int s = 0; s < KS; ++s) acc[s] = _mm256_setzero_ps();
             const float* xn = x + n * x_stride + r * W;
             const float* dyn = dy + n * dy_stride;
             for (int64_t i = 0; i < Ho; ++i, xn += W, dyn += Wo) {
@@ -119,8 +120,9 @@ void conv_dw_rows(float* dw, const float* x, int64_t x_stride, const float* dy,
                         acc[s] = _mm256_fmadd_ps(g, _mm256_maskload_ps(xn + j + s, m), acc[s]);
                 }
             }
+            for (int s = 0; s < KS; ++s) total[s] += hsum(acc[s]);
         }
-        for (int s = 0; s < KS; ++s) dw[r * KS + s] += hsum(acc[s]);
+        for (int s = 0; s < KS; ++s) dw[r * KS + s] += static_cast<float>(total[s]);
     }
 }
 
@@ -131,8 +133,9 @@ void conv_dw_any(float* dw, const float* x, int64_t x_stride, const float* dy, i
     const __m256i m = tail_mask(Wo - full);
     for (int64_t r = 0; r < R; ++r)
         for (int64_t s = 0; s < S; ++s) {
-            __m256 acc = _mm256_setzero_ps();
+            double total = 0.0;
             for (int64_t n = 0; n < N; ++n) {
+                __m256 acc = _mm256_setzero_ps();
                 const float* xn = x + n * x_stride + r * W + s;
                 const float* dyn = dy + n * dy_stride;
                 for (int64_t i = 0; i < Ho; ++i, xn += W, dyn += Wo) {
@@ -144,8 +147,9 @@ void conv_dw_any(float* dw, const float* x, int64_t x_stride, const float* dy, i
                         acc = _mm256_fmadd_ps(_mm256_maskload_ps(dyn + j, m),
                                               _mm256_maskload_ps(xn + j, m), acc);
                 }
+                total += hsum(acc);
             }
-            dw[r * S + s] += hsum(acc);
+            dw[r * S + s] += static_cast<float>(total);
         }
 }
 

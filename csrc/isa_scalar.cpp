@@ -32,15 +32,17 @@ void conv_dw_plane(float* dw, const float* x, int64_t x_stride, const float* dy,
     const int64_t Ho = H - R + 1, Wo = W - S + 1;
     for (int64_t r = 0; r < R; ++r)
         for (int64_t s = 0; s < S; ++s) {
-            float acc = 0.0f;
+            double total = 0.0;  // float within an image, double across the batch
             for (int64_t n = 0; n < N; ++n) {
                 const float* xn = x + n * x_stride;
                 const float* dyn = dy + n * dy_stride;
+                float acc = 0.0f;
                 for (int64_t i = 0; i < Ho; ++i)
                     for (int64_t j = 0; j < Wo; ++j)
                         acc += dyn[i * Wo + j] * xn[(i + r) * W + j + s];
+                total += acc;
             }
-            dw[r * S + s] += acc;
+            dw[r * S + s] += static_cast<float>(total);
         }
 }
 

@@ -167,19 +167,14 @@ def _conv_bwd(
     return dx.transpose(0, 3, 1, 2), dw, db
 
 
-def _pairs(table: npt.NDArray[np.bool_]) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp]]:
-    """(k, c) indices of the connected pairs, ordered by output map k, then input map c."""
-    kc = np.argwhere(table.T)
-    return kc[:, 0], kc[:, 1]
-
-
-def _dense_kernel(w: npt.NDArray[np.float64], table: npt.NDArray[np.bool_]) -> npt.NDArray[np.float64]:
-    """Scatter the (T,R,S) pair kernels into a dense (K,C,R,S) array with zeros elsewhere."""
-    c, k = table.shape
-    dense = np.zeros((k, c) + w.shape[1:], dtype=np.float64)
-    kk, cc = _pairs(table)
-    dense[kk, cc] = w
-    return dense
+def _groups(table: npt.NDArray[np.bool_]) -> list[tuple[int, npt.NDArray[np.intp], slice]]:
+    """Per output map k: (k, its connected input maps c ascending, its kernels' slice of w)."""
+    out, t0 = [], 0
+    for k in range(table.shape[1]):
+        cs = np.flatnonzero(table[:, k])
+        out.append((k, cs, slice(t0, t0 + cs.size)))
+        t0 += cs.size
+    return out
 
 
 # --------------------------------------------------------------------------- convolution
@@ -230,7 +225,16 @@ def sparse_conv2d_forward(
     x, w, t = _check_sparse(x, w, table)
     b = _array("b", b, 1, "(K,)")
     _expect("b", b, (t.shape[1],), "(K,)", f"with K={t.shape[1]} to match table")
-    y = _conv_fwd(_f64(x), _dense_kernel(_f64(w), t), _f64(b))
+    # Only the connected maps enter each sum: an unconnected map holding NaN or inf must
+    # not reach the output (a zero-filled dense kernel would turn 0 * inf into NaN).
+    xf, wf, bf = _f64(x), _f64(w), _f64(b)
+    n, _, h, wd = x.shape
+    r, s = w.shape[1:]
+    y = np.empty((n, t.shape[1], h - r + 1, wd - s + 1))
+    for k, cs, ts in _groups(t):
+        y[:, k] = bf[k]
+        if cs.size:
+            y[:, k] += _conv_fwd(xf[:, cs], wf[ts][None], np.zeros(1))[:, 0]
     return _new(y, _out_dtype(x, w, b))
 
 
@@ -248,10 +252,16 @@ def sparse_conv2d_backward(
     r, s = w.shape[1:]
     want = (n, t.shape[1], h - r + 1, wd - s + 1)
     _expect("dy", dy, want, "(N,K,H-R+1,W-S+1)", f"= {_fmt(want)} to match x, w and table")
-    dx, dw_dense, db = _conv_bwd(_f64(x), _dense_kernel(_f64(w), t), _f64(dy))
-    kk, cc = _pairs(t)
+    xf, wf, dyf = _f64(x), _f64(w), _f64(dy)
+    dx, dw = np.zeros_like(xf), np.zeros_like(wf)
+    for k, cs, ts in _groups(t):
+        if cs.size:
+            dxk, dwk, _ = _conv_bwd(xf[:, cs], wf[ts][None], dyf[:, k : k + 1])
+            dx[:, cs] += dxk
+            dw[ts] = dwk[0]
+    db = dyf.sum(axis=(0, 2, 3))
     dt = _out_dtype(x, w, dy)
-    return _new(dx, dt), _new(dw_dense[kk, cc], dt), _new(db, dt)
+    return _new(dx, dt), _new(dw, dt), _new(db, dt)
 
 
 # --------------------------------------------------------------------------- subsampling

@@ -1,0 +1,68 @@
+"""Shared test machinery: one run per instruction set, and the tolerance table.
+
+Every test that takes the ``isa`` fixture runs once per ISA this machine can run
+(``lenet_fast.available_isas()``), so the scalar path and the AVX2 path are both checked
+on every machine that has AVX2 (Highway's and NumPy's habit).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import lenet_fast
+
+# The floating-point tolerance of each kernel against the float64 reference, in one table.
+# The check is |got - want| <= TOL * max(1, max|want|): float32 sums of up to a few
+# thousand terms in a different order than float64, plus (AVX2) a tanh accurate to a few
+# ulp. A kernel outside its row is wrong, not unlucky.
+TOL = {
+    "conv2d_forward": 2e-6,
+    "conv2d_backward": 2e-6,
+    "sparse_conv2d_forward": 2e-6,
+    "sparse_conv2d_backward": 2e-6,
+    "subsample_forward": 1e-6,
+    "subsample_backward": 1e-6,
+    "linear_forward": 2e-6,
+    "linear_backward": 2e-6,
+    "squash_forward": 5e-7,
+    "squash_backward": 5e-7,
+    "rbf_forward": 1e-6,
+    "rbf_backward": 1e-6,
+}
+
+
+@pytest.fixture(params=lenet_fast.available_isas())
+def isa(request):
+    """Run the test with the kernels of one ISA, then restore the previous choice."""
+    before = lenet_fast.get_isa()
+    lenet_fast.set_isa(request.param)
+    yield request.param
+    lenet_fast.set_isa(before)
+
+
+def assert_close(kernel: str, got, want, what: str = "") -> None:
+    """Compare a float32 kernel output with the float64 reference under TOL[kernel]."""
+    got = np.asarray(got)
+    want = np.asarray(want, dtype=np.float64)
+    assert got.dtype == np.float32, f"{kernel} {what}: dtype {got.dtype}"
+    assert got.shape == want.shape, f"{kernel} {what}: shape {got.shape} != {want.shape}"
+    if want.size == 0:
+        return
+    # NaN and inf where the maths puts them, and only there.
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want), err_msg=f"{kernel} {what}: NaN")
+    np.testing.assert_array_equal(np.isposinf(got), np.isposinf(want), err_msg=f"{kernel} {what}: +inf")
+    np.testing.assert_array_equal(np.isneginf(got), np.isneginf(want), err_msg=f"{kernel} {what}: -inf")
+    fin = np.isfinite(want)
+    if not fin.any():
+        return
+    scale = max(1.0, float(np.abs(want[fin]).max()))
+    err = float(np.abs(got[fin].astype(np.float64) - want[fin]).max())
+    assert err <= TOL[kernel] * scale, (
+        f"{kernel} {what}: max error {err:.3g} > {TOL[kernel]:.1g} * {scale:.3g}"
+    )
+
+
+def rand(rng: np.random.Generator, *shape: int, scale: float = 1.0) -> np.ndarray:
+    """Uniform float32 in [-scale, scale)."""
+    return (scale * (2.0 * rng.random(shape) - 1.0)).astype(np.float32)
