@@ -87,8 +87,28 @@ float subsample_backward_plane(float* dx, const float* x, const float* dy, float
     return dcoef;
 }
 
+// tanh as a [13/6] rational function on [-7.9053, 7.9053] (the coefficients Eigen uses for
+// float tanh; a few float32 ulp from the true value), x itself below 4e-4. The same formula
+// as the AVX2 path, and 5-10x faster than std::tanh per element. NaN propagates.
+float tanh_rational(float a) {
+    const float x = std::fmax(-7.90531110763549805f, std::fmin(7.90531110763549805f, a));
+    if (std::isnan(a)) return a;
+    if (std::fabs(a) < 0.0004f) return a;
+    const float x2 = x * x;
+    float p = x2 * -2.76076847742355e-16f + 2.00018790482477e-13f;
+    p = x2 * p + -8.60467152213735e-11f;
+    p = x2 * p + 5.12229709037114e-08f;
+    p = x2 * p + 1.48572235717979e-05f;
+    p = x2 * p + 6.37261928875436e-04f;
+    p = x2 * p + 4.89352455891786e-03f;
+    float q = x2 * 1.19825839466702e-06f + 1.18534705686654e-04f;
+    q = x2 * q + 2.26843463243900e-03f;
+    q = x2 * q + 4.89352518554385e-03f;
+    return x * p / q;
+}
+
 void squash(float* y, const float* a, int64_t n) {
-    for (int64_t i = 0; i < n; ++i) y[i] = kSquashA * std::tanh(kSquashS * a[i]);
+    for (int64_t i = 0; i < n; ++i) y[i] = kSquashA * tanh_rational(kSquashS * a[i]);
 }
 
 void squash_backward(float* da, const float* y, const float* dy, int64_t n) {

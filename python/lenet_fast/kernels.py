@@ -107,8 +107,9 @@ def linear_backward(x: F32, w: F32, dy: F32) -> tuple[F32, F32, F32]:
 def squash_forward(a: F32) -> F32:
     """The paper's squashing function, element-wise: ``y = 1.7159 tanh(2a/3)``, any shape.
 
-    The AVX2 path evaluates tanh as a rational function accurate to a few float32 ulp;
-    the scalar path calls ``std::tanh``. NaN stays NaN; +-inf gives +-1.7159.
+    Both paths evaluate tanh as a rational function accurate to a few float32 ulp (the AVX2
+    path with FMA, so the two can differ in the last bit). NaN stays NaN; +-inf gives
+    +-1.7159 (to within an ulp).
     """
     return _core.squash_forward(a)
 
