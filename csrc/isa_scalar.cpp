@@ -91,9 +91,10 @@ float subsample_backward_plane(float* dx, const float* x, const float* dy, float
 // float tanh; a few float32 ulp from the true value), x itself below 4e-4. The same formula
 // as the AVX2 path, and 5-10x faster than std::tanh per element. NaN propagates.
 float tanh_rational(float a) {
-    const float x = std::fmax(-7.90531110763549805f, std::fmin(7.90531110763549805f, a));
-    if (std::isnan(a)) return a;
-    if (std::fabs(a) < 0.0004f) return a;
+    // Branch-free (selects, not jumps) so that compilers vectorise the loop below. A NaN
+    // fails both comparisons and passes through.
+    const float c = 7.90531110763549805f;
+    const float x = a < -c ? -c : (a > c ? c : a);
     const float x2 = x * x;
     float p = x2 * -2.76076847742355e-16f + 2.00018790482477e-13f;
     p = x2 * p + -8.60467152213735e-11f;
@@ -104,7 +105,8 @@ float tanh_rational(float a) {
     float q = x2 * 1.19825839466702e-06f + 1.18534705686654e-04f;
     q = x2 * q + 2.26843463243900e-03f;
     q = x2 * q + 4.89352518554385e-03f;
-    return x * p / q;
+    const float r = x * p / q;
+    return (a < 0.0004f && a > -0.0004f) ? a : r;
 }
 
 void squash(float* y, const float* a, int64_t n) {
