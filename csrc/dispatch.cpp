@@ -81,8 +81,8 @@ void set_isa(const std::string& name) {
         throw std::invalid_argument("isa 'avx2' is not supported by this CPU (it lacks AVX2 or "
                                     "FMA); available: " + join(available_isas()));
 #else
-        throw std::invalid_argument("isa 'avx2' is not compiled into this build (not an x86-64 "
-                                    "build); available: " + join(available_isas()));
+        throw std::invalid_argument("isa 'avx2' is not compiled into this build (a non-x86 "
+                                    "build, or LENET_FAST_AVX2=OFF); available: " + join(available_isas()));
 #endif
     }
     throw std::invalid_argument("isa: expected one of 'scalar', 'avx2', 'auto', got '" + name +
