@@ -1,8 +1,9 @@
 // Dense valid convolution (C1, C5) and the pair-list machinery it shares with C3.
 //
 // Forward: one task per (image, output map), each a call of the ISA's conv_plane.
-// Backward, as two race-free loops (the result does not depend on the thread count):
-//   dw, db: parallel over output maps, summing over the batch in a fixed order;
+// Backward, as race-free loops (the result does not depend on the thread count):
+//   db: parallel over blocks of eight output maps, dw: parallel over output maps, each
+//       summing over the batch in a fixed order;
 //   dx: a forward convolution of dy, zero-padded by R-1 rows and S-1 columns, with the
 //       kernels rotated by 180 degrees and the connection list transposed; parallel over
 //       (image, input map).
@@ -62,21 +63,69 @@ void conv_pairs_forward(float* y, const float* x, const float* w, const float* b
     });
 }
 
+namespace {
+
+// db[k0 .. k0+M-1] = the sums of dy's maps (N,K,plane) over n, then i, in double. M maps at
+// once: M independent chains of additions, where one map at a time would wait on the add
+// latency at every element (4,704 of them for C1 at batch 1).
+constexpr int64_t kSumMaps = 8;
+
+template <int M>
+void sum_maps_fixed(float* db, const float* dy, int64_t k0, int64_t N, int64_t K,
+                    int64_t plane) {
+    double acc[M] = {};
+    for (int64_t n = 0; n < N; ++n) {
+        const float* g = dy + (n * K + k0) * plane;
+        for (int64_t i = 0; i < plane; ++i)
+            for (int m = 0; m < M; ++m) acc[m] += g[m * plane + i];
+    }
+    for (int m = 0; m < M; ++m) db[k0 + m] = static_cast<float>(acc[m]);
+}
+
+void sum_maps(float* db, const float* dy, int64_t k0, int64_t count, int64_t N, int64_t K,
+              int64_t plane) {
+    switch (count) {
+        case 8: sum_maps_fixed<8>(db, dy, k0, N, K, plane); break;
+        case 7: sum_maps_fixed<7>(db, dy, k0, N, K, plane); break;
+        case 6: sum_maps_fixed<6>(db, dy, k0, N, K, plane); break;
+        case 5: sum_maps_fixed<5>(db, dy, k0, N, K, plane); break;
+        case 4: sum_maps_fixed<4>(db, dy, k0, N, K, plane); break;
+        case 3: sum_maps_fixed<3>(db, dy, k0, N, K, plane); break;
+        case 2: sum_maps_fixed<2>(db, dy, k0, N, K, plane); break;
+        default: sum_maps_fixed<1>(db, dy, k0, N, K, plane); break;
+    }
+}
+
+}  // namespace
+
+ConvBackScratch::ConvBackScratch(const ConvShape& s, const PairList& pl)
+    : tpl(transpose_pairs(pl, s.C)),
+      dyp(static_cast<size_t>(s.N * s.K * (s.Ho() + 2 * (s.R - 1)) * (s.Wo() + 2 * (s.S - 1))),
+          0.0f),
+      wr(pl.cidx.size() * static_cast<size_t>(s.R * s.S)) {}
+
 void conv_pairs_backward(float* dx, float* dw, float* db, const float* x, const float* w,
                          const float* dy, const ConvShape& s, const PairList& pl) {
+    ConvBackScratch scratch(s, pl);
+    conv_pairs_backward(dx, dw, db, x, w, dy, s, pl, &scratch);
+}
+
+void conv_pairs_backward(float* dx, float* dw, float* db, const float* x, const float* w,
+                         const float* dy, const ConvShape& s, const PairList& pl,
+                         ConvBackScratch* scratch) {
     const Isa& isa = active_isa();
     const int64_t Ho = s.Ho(), Wo = s.Wo(), plane = Ho * Wo, RS = s.R * s.S;
     const int64_t T = static_cast<int64_t>(pl.cidx.size());
 
-    // db and dw: each output map's pairs belong to one task.
+    // db: per output map, a double sum over the batch and the plane in a fixed order.
+    parallel_for((s.K + kSumMaps - 1) / kSumMaps, s.N * plane * kSumMaps, [&](int64_t blk) {
+        sum_maps(db, dy, blk * kSumMaps, std::min(kSumMaps, s.K - blk * kSumMaps), s.N, s.K,
+                 plane);
+    });
+
+    // dw: each output map's pairs belong to one task.
     parallel_for(s.K, s.N * plane * RS * std::max<int64_t>(1, T / std::max<int64_t>(1, s.K)),
                  [&](int64_t k) {
-                     double acc = 0.0;
-                     for (int64_t n = 0; n < s.N; ++n) {
-                         const float* g = dy + (n * s.K + k) * plane;
-                         for (int64_t i = 0; i < plane; ++i) acc += g[i];
-                     }
-                     db[k] = static_cast<float>(acc);
                      for (int32_t p = pl.begin[k]; p < pl.begin[k + 1]; ++p) {
                          float* dwt = dw + static_cast<int64_t>(pl.widx[p]) * RS;
                          std::fill(dwt, dwt + RS, 0.0f);
@@ -84,19 +133,21 @@ void conv_pairs_backward(float* dx, float* dw, float* db, const float* x, const 
                                            dy + k * plane, s.K * plane, s.N, s.H, s.W, s.R, s.S);
                      }
                  });
+    if (dx == nullptr) return;
 
-    // dx: forward convolution of the padded dy with the rotated kernels.
+    // dx: forward convolution of the padded dy with the rotated kernels. Only the interior
+    // of dyp is written, so its zero border survives from one call to the next.
     const int64_t Hp = Ho + 2 * (s.R - 1), Wp = Wo + 2 * (s.S - 1);
-    std::vector<float> dyp(static_cast<size_t>(s.N * s.K * Hp * Wp), 0.0f);
+    float* dyp = scratch->dyp.data();
     for (int64_t nk = 0; nk < s.N * s.K; ++nk)
         for (int64_t i = 0; i < Ho; ++i)
             std::copy(dy + nk * plane + i * Wo, dy + nk * plane + (i + 1) * Wo,
-                      dyp.data() + nk * Hp * Wp + (i + s.R - 1) * Wp + (s.S - 1));
-    std::vector<float> wr(static_cast<size_t>(T * RS));
+                      dyp + nk * Hp * Wp + (i + s.R - 1) * Wp + (s.S - 1));
+    float* wr = scratch->wr.data();
     for (int64_t t = 0; t < T; ++t)
         for (int64_t q = 0; q < RS; ++q) wr[t * RS + q] = w[t * RS + (RS - 1 - q)];
     const ConvShape back{s.N, s.K, Hp, Wp, s.C, s.R, s.S};
-    conv_pairs_forward(dx, dyp.data(), wr.data(), nullptr, back, transpose_pairs(pl, s.C));
+    conv_pairs_forward(dx, dyp, wr, nullptr, back, scratch->tpl);
 }
 
 void conv2d_forward(float* y, const float* x, const float* w, const float* b, const ConvShape& s) {

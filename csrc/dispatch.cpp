@@ -91,6 +91,17 @@ void set_isa(const std::string& name) {
 
 int num_threads() { return g_threads.load(std::memory_order_relaxed); }
 
+namespace {
+thread_local bool t_serial = false;  // per thread, so not shared state
+}
+
+SerialScope::SerialScope() : outer_(!t_serial) { t_serial = true; }
+SerialScope::~SerialScope() {
+    if (outer_) t_serial = false;
+}
+
+int threads_here() { return t_serial ? 1 : num_threads(); }
+
 void set_num_threads(int n) {
     if (n < 1) throw std::invalid_argument("n: expected a thread count >= 1, got " +
                                            std::to_string(n));

@@ -31,14 +31,37 @@ int num_threads();
 void set_num_threads(int n);
 bool have_openmp();
 
-// Runs f(i) for i in [0, n), on up to num_threads() threads when the work is worth it
+// While a SerialScope exists on a thread, the kernels that thread calls run on it alone
+// (other threads are unaffected). For a caller of many tiny kernels, such as the fused
+// training pass (network.cpp, ~30 kernels per pattern at batch 1): there a parallel region
+// costs about what it saves, and milliseconds when another process holds the other cores.
+class SerialScope {
+  public:
+    SerialScope();
+    ~SerialScope();
+    SerialScope(const SerialScope&) = delete;
+    SerialScope& operator=(const SerialScope&) = delete;
+
+  private:
+    bool outer_;
+};
+
+// The threads a kernel called on this thread may use: num_threads(), or 1 in a SerialScope.
+int threads_here();
+
+// Below this much work (multiply-adds, roughly) a call runs on one thread: a fork-join costs
+// a few microseconds on an idle machine and can cost milliseconds on a loaded one (a team
+// thread waiting for a core), which made batch-1 calls 100x slower on a shared 2-core VM.
+constexpr int64_t kParallelMinWork = 1 << 18;
+
+// Runs f(i) for i in [0, n), on up to threads_here() threads when the work is worth it
 // (n * cost_per_item above a threshold). Each i runs exactly once, so a loop whose items
 // write disjoint outputs gives the same result whatever the thread count. f must not throw.
 template <class F>
 void parallel_for(int64_t n, int64_t cost_per_item, const F& f) {
 #if defined(_OPENMP)
-    const int nt = num_threads();
-    if (nt > 1 && n > 1 && n * cost_per_item >= 32768) {
+    const int nt = threads_here();
+    if (nt > 1 && n > 1 && n * cost_per_item >= kParallelMinWork) {
 #pragma omp parallel for num_threads(nt) schedule(static)
         for (int64_t i = 0; i < n; ++i) f(i);
         return;

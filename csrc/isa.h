@@ -65,6 +65,13 @@ struct Isa {
     // y (N,M) = squared distances of the rows of x (N,J) to the rows of c (M,J)
     void (*rbf_rows)(float* y, const float* x, const float* c, int64_t N, int64_t M,
                      int64_t J);
+
+    // One row w (n) of a full connection at batch 1, its backward fused with its SDLM update
+    // (network.cpp): dx (n) += d * w as axpy computes it, with w before the update; then
+    // w -= step (n) * (d * x (n)), each product rounded to float, then the subtraction (the
+    // two roundings of numpy's w -= step * (d * x); no FMA there).
+    void (*linear_row_update)(float* dx, float* w, const float* step, const float* x, float d,
+                              int64_t n);
 };
 
 namespace scalar {

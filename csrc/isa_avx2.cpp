@@ -31,56 +31,87 @@ inline float hsum(__m256 v) {
     return _mm_cvtss_f32(s);
 }
 
-// ---- convolution: one output row block of NV vectors (8*NV columns) ------------------
-// TAIL: the last vector is partial (mask m). KS: the kernel width when known at compile
-// time (5, LeNet's), 0 for any width.
-template <int NV, bool TAIL, int KS>
-inline void conv_block(float* y, const PlaneArgs& a, int64_t i, int64_t j0, __m256i m) {
+// ---- convolution: a block of NR output rows by NV vectors (8*NV columns) --------------
+// TAIL: the last vector of each row is partial (mask m). KS: the kernel width when known at
+// compile time (5, LeNet's), 0 for any width. Each output element sums bias, then the pairs,
+// rows and columns of the kernel in order, whatever NR and NV: the blocking changes only how
+// many independent FMA chains run at once (NR*NV; a narrow row such as C3's 10 columns has
+// NV = 2, and one FMA chain per vector would leave the FMA units waiting on their latency).
+template <int NV, bool TAIL, int KS, int NR>
+inline void conv_block(float* y, const PlaneArgs& a, int64_t i, int64_t j0, int64_t Wo,
+                       __m256i m) {
     const int64_t S = KS ? KS : a.S;
-    __m256 acc[NV];
-    for (int v = 0; v < NV; ++v) acc[v] = _mm256_set1_ps(a.bias);
+    __m256 acc[NR][NV];
+    for (int q = 0; q < NR; ++q)
+        for (int v = 0; v < NV; ++v) acc[q][v] = _mm256_set1_ps(a.bias);
     for (int64_t p = 0; p < a.npairs; ++p) {
         const float* x = a.x + a.cidx[p] * a.H * a.W + i * a.W + j0;
         const float* w = a.w + a.widx[p] * a.R * S;
         for (int64_t r = 0; r < a.R; ++r, x += a.W, w += S) {
             for (int64_t s = 0; s < S; ++s) {
                 const __m256 wv = _mm256_broadcast_ss(w + s);
-                for (int v = 0; v < NV; ++v) {
-                    const __m256 xv = (TAIL && v == NV - 1) ? _mm256_maskload_ps(x + s + 8 * v, m)
-                                                            : _mm256_loadu_ps(x + s + 8 * v);
-                    acc[v] = _mm256_fmadd_ps(wv, xv, acc[v]);
-                }
+                for (int q = 0; q < NR; ++q)
+                    for (int v = 0; v < NV; ++v) {
+                        const float* xq = x + q * a.W + s + 8 * v;
+                        const __m256 xv = (TAIL && v == NV - 1) ? _mm256_maskload_ps(xq, m)
+                                                                : _mm256_loadu_ps(xq);
+                        acc[q][v] = _mm256_fmadd_ps(wv, xv, acc[q][v]);
+                    }
             }
         }
     }
-    for (int v = 0; v < NV; ++v) {
-        if (TAIL && v == NV - 1)
-            _mm256_maskstore_ps(y + j0 + 8 * v, m, acc[v]);
-        else
-            _mm256_storeu_ps(y + j0 + 8 * v, acc[v]);
+    for (int q = 0; q < NR; ++q)
+        for (int v = 0; v < NV; ++v) {
+            float* yq = y + (i + q) * Wo + j0 + 8 * v;
+            if (TAIL && v == NV - 1)
+                _mm256_maskstore_ps(yq, m, acc[q][v]);
+            else
+                _mm256_storeu_ps(yq, acc[q][v]);
+        }
+}
+
+// All output rows of the column block j0 .. j0 + 8*NV - 1, in blocks of at most NRMAX rows
+// (NRMAX*NV, 8 to 10 accumulators), the blocks as even as possible: 10 rows as 5 + 5, not
+// 4 + 4 + 2, whose last block would again wait on the FMA latency.
+template <int NV, bool TAIL, int KS, int NR>
+inline void conv_block_n(int64_t nr, float* y, const PlaneArgs& a, int64_t i, int64_t j0,
+                         int64_t Wo, __m256i m) {
+    if constexpr (NR > 1) {
+        if (nr < NR) return conv_block_n<NV, TAIL, KS, NR - 1>(nr, y, a, i, j0, Wo, m);
+    }
+    conv_block<NV, TAIL, KS, NR>(y, a, i, j0, Wo, m);
+}
+
+template <int NV, bool TAIL, int KS>
+void conv_cols(float* y, const PlaneArgs& a, int64_t Ho, int64_t Wo, int64_t j0, __m256i m) {
+    constexpr int NRMAX = NV == 1 ? 8 : (NV == 2 ? 5 : (NV == 3 ? 3 : 2));
+    const int64_t blocks = (Ho + NRMAX - 1) / NRMAX, base = Ho / blocks, extra = Ho % blocks;
+    int64_t i = 0;
+    for (int64_t b = 0; b < blocks; ++b) {
+        const int64_t nr = base + (b < extra ? 1 : 0);
+        conv_block_n<NV, TAIL, KS, NRMAX>(nr, y, a, i, j0, Wo, m);
+        i += nr;
     }
 }
 
 template <int KS>
 void conv_rows(float* y, const PlaneArgs& a) {
     const int64_t Ho = a.H - a.R + 1, Wo = a.W - a.S + 1;
-    for (int64_t i = 0; i < Ho; ++i, y += Wo) {
-        int64_t j0 = 0;
-        for (; j0 + 32 <= Wo; j0 += 32) conv_block<4, false, KS>(y, a, i, j0, __m256i());
-        const int64_t rest = Wo - j0;
-        if (rest == 0) continue;
-        const int64_t nv = (rest + 7) / 8, last = rest - 8 * (nv - 1);
-        const __m256i m = tail_mask(last);
-        const bool tail = last != 8;
-        switch (nv * 2 + (tail ? 1 : 0)) {
-            case 2: conv_block<1, false, KS>(y, a, i, j0, m); break;
-            case 3: conv_block<1, true, KS>(y, a, i, j0, m); break;
-            case 4: conv_block<2, false, KS>(y, a, i, j0, m); break;
-            case 5: conv_block<2, true, KS>(y, a, i, j0, m); break;
-            case 6: conv_block<3, false, KS>(y, a, i, j0, m); break;
-            case 7: conv_block<3, true, KS>(y, a, i, j0, m); break;
-            default: conv_block<4, true, KS>(y, a, i, j0, m); break;  // 25..31 columns
-        }
+    int64_t j0 = 0;
+    for (; j0 + 32 <= Wo; j0 += 32) conv_cols<4, false, KS>(y, a, Ho, Wo, j0, __m256i());
+    const int64_t rest = Wo - j0;
+    if (rest == 0) return;
+    const int64_t nv = (rest + 7) / 8, last = rest - 8 * (nv - 1);
+    const __m256i m = tail_mask(last);
+    const bool tail = last != 8;
+    switch (nv * 2 + (tail ? 1 : 0)) {
+        case 2: conv_cols<1, false, KS>(y, a, Ho, Wo, j0, m); break;
+        case 3: conv_cols<1, true, KS>(y, a, Ho, Wo, j0, m); break;
+        case 4: conv_cols<2, false, KS>(y, a, Ho, Wo, j0, m); break;
+        case 5: conv_cols<2, true, KS>(y, a, Ho, Wo, j0, m); break;
+        case 6: conv_cols<3, false, KS>(y, a, Ho, Wo, j0, m); break;
+        case 7: conv_cols<3, true, KS>(y, a, Ho, Wo, j0, m); break;
+        default: conv_cols<4, true, KS>(y, a, Ho, Wo, j0, m); break;  // 25..31 columns
     }
 }
 
@@ -360,13 +391,32 @@ void rbf_rows(float* y, const float* x, const float* c, int64_t N, int64_t M, in
     }
 }
 
+// ---- fused backward and SDLM update of one row of a full connection ---------------------
+// dx += d w with axpy's FMA (the same bits as axpy); w -= step (d x) with a multiply, a
+// multiply and a subtraction, like the scalar loop (no FMA: numpy's roundings).
+void linear_row_update(float* dx, float* w, const float* step, const float* x, float d,
+                       int64_t n) {
+    const __m256 dv = _mm256_set1_ps(d);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const __m256 wv = _mm256_loadu_ps(w + i);
+        _mm256_storeu_ps(dx + i, _mm256_fmadd_ps(dv, wv, _mm256_loadu_ps(dx + i)));
+        const __m256 g = _mm256_mul_ps(dv, _mm256_loadu_ps(x + i));
+        _mm256_storeu_ps(w + i, _mm256_sub_ps(wv, _mm256_mul_ps(_mm256_loadu_ps(step + i), g)));
+    }
+    for (; i < n; ++i) {
+        dx[i] = std::fma(d, w[i], dx[i]);
+        w[i] -= step[i] * (d * x[i]);
+    }
+}
+
 }  // namespace
 
 const Isa kIsa = {
     "avx2",          conv_plane,      conv_dw_plane,
     linear_rows,     axpy,            axpy_diff,
     subsample_plane, subsample_backward_plane, squash,
-    squash_backward, rbf_rows,
+    squash_backward, rbf_rows,        linear_row_update,
 };
 
 }  // namespace avx2

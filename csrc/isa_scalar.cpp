@@ -130,13 +130,21 @@ void rbf_rows(float* y, const float* x, const float* c, int64_t N, int64_t M, in
         }
 }
 
+void linear_row_update(float* dx, float* w, const float* step, const float* x, float d,
+                       int64_t n) {
+    for (int64_t i = 0; i < n; ++i) {
+        dx[i] += d * w[i];
+        w[i] -= step[i] * (d * x[i]);
+    }
+}
+
 }  // namespace
 
 const Isa kIsa = {
     "scalar",      conv_plane,      conv_dw_plane,
     linear_rows,   axpy,            axpy_diff,
     subsample_plane, subsample_backward_plane, squash,
-    squash_backward, rbf_rows,
+    squash_backward, rbf_rows,      linear_row_update,
 };
 
 }  // namespace scalar

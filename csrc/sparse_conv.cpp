@@ -5,7 +5,6 @@
 #include "kernels.h"
 
 namespace lenet_fast {
-namespace {
 
 PairList table_pairs(const uint8_t* table, int64_t C, int64_t K) {
     PairList pl;
@@ -21,8 +20,6 @@ PairList table_pairs(const uint8_t* table, int64_t C, int64_t K) {
     pl.begin.push_back(static_cast<int32_t>(pl.cidx.size()));
     return pl;
 }
-
-}  // namespace
 
 void sparse_conv2d_forward(float* y, const float* x, const float* w, const float* b,
                            const uint8_t* table, const ConvShape& s) {

@@ -23,7 +23,13 @@ void subsample_backward(float* dx, float* dcoef, float* dbias, const float* x,
                         int64_t W) {
     const Isa& isa = active_isa();
     const int64_t in_plane = H * W, out_plane = (H / 2) * (W / 2);
-    std::vector<float> part(static_cast<size_t>(N * C));
+    // One partial dcoef per (image, map): on the stack for small batches (the fused
+    // training pass calls this at batch 1 for every pattern and must not allocate).
+    constexpr int64_t kStack = 64;
+    float stack_part[kStack];
+    std::vector<float> heap_part;
+    if (N * C > kStack) heap_part.resize(static_cast<size_t>(N * C));
+    float* part = N * C > kStack ? heap_part.data() : stack_part;
     parallel_for(N, C * in_plane, [&](int64_t n) {
         for (int64_t c = 0; c < C; ++c) {
             const int64_t nc = n * C + c;

@@ -100,9 +100,17 @@ def _isa_from_env() -> None:
 _isa_from_env()
 
 from . import kernels, reference, tables  # noqa: E402
+from .data import load_mnist, preprocess  # noqa: E402
+from .model import LeNet5  # noqa: E402
+from .train import evaluate, train  # noqa: E402
 
 __all__ = [
+    "LeNet5",
     "__version__",
+    "evaluate",
+    "load_mnist",
+    "preprocess",
+    "train",
     "available_isas",
     "get_isa",
     "get_num_threads",

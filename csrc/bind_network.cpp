@@ -1,0 +1,211 @@
+// pybind11 glue for the fused SDLM pass (network.h): validate every argument with the GIL
+// held, then release the GIL for the pass, which touches no Python object.
+#include <pybind11/pybind11.h>
+
+#include <algorithm>
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "bind_util.h"
+#include "network.h"
+
+namespace lenet_fast {
+namespace {
+
+using Shape = std::vector<int64_t>;
+using std::to_string;
+
+// model.PARAM_SHAPES order, then the centres: the LeNetParam enum's order.
+const char* const kNames[kNumLeNetParams] = {"c1.w",    "c1.b",    "s2.coef", "s2.bias", "c3.w",
+                                             "c3.b",    "s4.coef", "s4.bias", "c5.w",    "c5.b",
+                                             "f6.w",    "f6.b",    "rbf.c"};
+
+Shape param_shape(int q, int64_t T) {
+    switch (q) {
+        case kC1W: return {6, 1, 5, 5};
+        case kC1B: case kS2Coef: case kS2Bias: return {6};
+        case kC3W: return {T, 5, 5};
+        case kC3B: case kS4Coef: case kS4Bias: return {16};
+        case kC5W: return {120, 16, 5, 5};
+        case kC5B: return {120};
+        case kF6W: return {84, 120};
+        case kF6B: return {84};
+        default: return {10, 84};
+    }
+}
+
+// A float32 C-contiguous array of exactly `want`; `name` as the messages should say it.
+F32 check_exact(py::handle obj, const std::string& name, const Shape& want) {
+    F32 a = check_f32(obj, name.c_str(), shape_str(want).c_str(), static_cast<int>(want.size()));
+    require(a.shape == want, name + ": expected " + shape_str(want) + " float32, got shape " +
+                                 shape_str(a.shape));
+    return a;
+}
+
+void require_writeable(const F32& a, const std::string& name) {
+    require(a.arr.writeable(), name + ": expected a writeable array (it is updated in place), "
+                                      "got a read-only one");
+}
+
+// The arrays of a dict: exactly the 12 trainable names of model.PARAM_SHAPES.
+std::vector<F32> check_dict(py::handle obj, const char* name, int64_t T) {
+    if (!py::isinstance<py::dict>(obj))
+        throw py::type_error(std::string(name) + ": expected a dict of the 12 LeNet-5 arrays "
+                                                 "by name ('c1.w' ... 'f6.b'), got " +
+                             std::string(py::str(py::type::handle_of(obj).attr("__name__"))));
+    auto d = py::reinterpret_borrow<py::dict>(obj);
+    for (auto item : d) {
+        const std::string key = py::str(item.first);
+        const bool known =
+            std::find_if(kNames, kNames + kRbfC, [&](const char* n) { return key == n; }) !=
+            kNames + kRbfC;
+        require(known && py::isinstance<py::str>(item.first),
+                std::string(name) + ": unexpected key " + std::string(py::repr(item.first)) +
+                    " (expected the 12 names 'c1.w' ... 'f6.b'; trainable RBF centres go in "
+                    "centres and centres_step)");
+    }
+    std::vector<F32> out;
+    for (int q = 0; q < kRbfC; ++q) {
+        require(d.contains(kNames[q]),
+                std::string(name) + ": missing '" + kNames[q] + "' (expected the 12 names "
+                                                                "'c1.w' ... 'f6.b')");
+        out.push_back(check_exact(d[kNames[q]], std::string(name) + "['" + kNames[q] + "']",
+                                  param_shape(q, T)));
+    }
+    return out;
+}
+
+// An integer array of shape (n,) (n < 0: any length) as int64, values in [lo, hi].
+py::array_t<int64_t> check_index(py::handle obj, const char* name, int64_t n, int64_t lo,
+                                 int64_t hi, const std::string& range) {
+    const std::string want = n < 0 ? "(P,) integers" : "(" + to_string(n) + ",) integers";
+    if (!py::isinstance<py::array>(obj))
+        throw py::type_error(std::string(name) + ": expected a numpy.ndarray " + want + ", got " +
+                             std::string(py::str(py::type::handle_of(obj).attr("__name__"))));
+    auto arr = py::reinterpret_borrow<py::array>(obj);
+    Shape shape;
+    for (py::ssize_t i = 0; i < arr.ndim(); ++i) shape.push_back(arr.shape(i));
+    const char kind = arr.dtype().kind();
+    if (kind != 'i' && kind != 'u')
+        throw py::type_error(std::string(name) + ": expected " + want + ", got " +
+                             std::string(py::str(arr.dtype())) + " array of shape " +
+                             shape_str(shape));
+    require(shape.size() == 1 && (n < 0 || shape[0] == n),
+            std::string(name) + ": expected " + want + ", got shape " + shape_str(shape));
+    if (kind == 'u' && arr.dtype().itemsize() == 8) {  // uint64 beyond int64: out of range
+        auto u = py::array_t<uint64_t, py::array::c_style | py::array::forcecast>::ensure(obj);
+        for (py::ssize_t i = 0; i < u.size(); ++i)
+            require(u.data()[i] <= static_cast<uint64_t>(hi),
+                    std::string(name) + ": expected values in " + range + ", got " +
+                        to_string(u.data()[i]) + " at index " + to_string(i));
+    }
+    auto c = py::array_t<int64_t, py::array::c_style | py::array::forcecast>::ensure(obj);
+    if (!c) throw py::error_already_set();
+    const int64_t* v = c.data();
+    for (py::ssize_t i = 0; i < c.size(); ++i)
+        require(v[i] >= lo && v[i] <= hi, std::string(name) + ": expected values in " + range +
+                                              ", got " + to_string(v[i]) + " at index " +
+                                              to_string(i));
+    return c;
+}
+
+double check_positive(double v, const char* name) {
+    require(std::isfinite(v) && v > 0,
+            std::string(name) + ": expected a finite number > 0, got " +
+                std::string(py::repr(py::float_(v))));
+    return v;
+}
+
+struct Span {
+    const char* lo;
+    const char* hi;
+    std::string name;
+};
+
+Span span_of(const F32& a, const std::string& name) {
+    const char* lo = static_cast<const char*>(a.arr.data());
+    return {lo, lo + a.arr.nbytes(), name};
+}
+
+py::tuple sdlm_pass_py(py::handle params_o, py::handle steps_o, py::handle centres_o,
+                       py::handle centres_step_o, py::handle x_o, py::handle labels_o,
+                       py::handle order_o, py::handle table_o, const std::string& loss,
+                       double loss_scale, double map_j, const std::string& subsample) {
+    require(loss == "mse" || loss == "map", "loss: expected 'mse' or 'map', got '" + loss + "'");
+    require(subsample == "sum" || subsample == "mean",
+            "subsample: expected 'sum' or 'mean', got '" + subsample + "'");
+    SdlmOptions opt;
+    opt.map_loss = loss == "map";
+    opt.subsample_mean = subsample == "mean";
+    opt.loss_scale = check_positive(loss_scale, "loss_scale");
+    opt.map_j = check_positive(map_j, "map_j");
+
+    const auto table = check_table(table_o, "table", 6, 16);
+    int64_t T = 0;
+    for (auto t : table) T += t;
+    std::vector<F32> params = check_dict(params_o, "params", T);
+    std::vector<F32> steps = check_dict(steps_o, "steps", T);
+    params.push_back(check_exact(centres_o, "centres", {10, 84}));
+    const bool train_rbf = !centres_step_o.is_none();
+    if (train_rbf) steps.push_back(check_exact(centres_step_o, "centres_step", {10, 84}));
+
+    F32 x = check_f32(x_o, "x", "(N,1,32,32)", 4);
+    require(x[1] == 1 && x[2] == 32 && x[3] == 32,
+            "x: expected (N,1,32,32) float32, got shape " + shape_str(x.shape));
+    const int64_t N = x[0];
+    auto labels = check_index(labels_o, "labels", N, 0, 9, "0..9 (digits)");
+    auto order = check_index(order_o, "order", -1, 0, N - 1,
+                             "[0, " + to_string(N) + ") (indices into x)");
+
+    // The arrays written in place must be writeable and share no memory with any other
+    // argument: the Python loop reads every input before it writes, this pass does not.
+    std::vector<Span> spans;
+    const int written = train_rbf ? kNumLeNetParams : kRbfC;
+    for (int q = 0; q < kNumLeNetParams; ++q) {
+        const std::string pname = q == kRbfC ? "centres" : "params['" + std::string(kNames[q]) + "']";
+        if (q < written) require_writeable(params[q], pname);
+        spans.push_back(span_of(params[q], pname));
+    }
+    for (size_t q = 0; q < steps.size(); ++q)
+        spans.push_back(span_of(steps[q], q == kRbfC ? std::string("centres_step")
+                                                     : "steps['" + std::string(kNames[q]) + "']"));
+    spans.push_back(span_of(x, "x"));
+    for (int q = 0; q < written; ++q)
+        for (size_t o = 0; o < spans.size(); ++o)
+            if (o != static_cast<size_t>(q) && spans[q].lo < spans[o].hi && spans[o].lo < spans[q].hi)
+                throw py::value_error(spans[q].name + ": shares memory with " + spans[o].name +
+                                      "; an array updated in place must not overlap another "
+                                      "argument (pass a copy)");
+
+    SdlmNet net;
+    for (int q = 0; q < kNumLeNetParams; ++q) {
+        // Fixed centres may be read-only (tables.RBF_CODES): only read, never written.
+        net.p[q] = q < written ? static_cast<float*>(params[q].arr.mutable_data())
+                               : const_cast<float*>(params[q].data);
+        net.step[q] = q < written ? steps[q].data : nullptr;
+    }
+    SdlmResult r;
+    {
+        // Only raw buffers below; every array is kept alive by params, steps, x, labels,
+        // order and table above.
+        py::gil_scoped_release nogil;
+        r = sdlm_pass(net, x.data, labels.data(), order.data(), order.size(), table.data(), opt);
+    }
+    return py::make_tuple(r.loss_sum, r.errors);
+}
+
+}  // namespace
+
+void bind_network(py::module_& m) {
+    m.def("sdlm_pass", &sdlm_pass_py, py::arg("params"), py::arg("steps"), py::arg("centres"),
+          py::arg("centres_step"), py::arg("x"), py::arg("labels"), py::arg("order"),
+          py::arg("table"), py::arg("loss"), py::arg("loss_scale"), py::arg("map_j"),
+          py::arg("subsample"),
+          "One SDLM pass, one pattern per update, params updated in place: "
+          "(sum of the losses, errors). params/steps: dicts of the 12 arrays; centres (10,84), "
+          "trained when centres_step (10,84) is given, else None; x (N,1,32,32); labels (N,); "
+          "order (P,); table (6,16) bool; loss 'mse'|'map'; subsample 'sum'|'mean'.");
+}
+
+}  // namespace lenet_fast

@@ -1,0 +1,152 @@
+"""The ``lenet-fast`` command line: train, evaluate, and benchmark LeNet-5.
+
+    lenet-fast train [--data DIR] [--download] [--passes 20] [--optimizer sdlm|sgd]
+                     [--loss mse|map] [--distort] [--seed N] [--out DIR] [--resume CKPT] [--plot]
+    lenet-fast eval MODEL [--data DIR] [--plot OUT.png]
+    lenet-fast info
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import info
+from .data import load_mnist
+from .model import LeNet5
+from .train import evaluate, format_record, train
+
+
+def _bar(stream: Any) -> Any:
+    """A live progress bar inside a pass, only on a terminal."""
+    if not stream.isatty():
+        return None
+
+    def progress(p: int, done: int, total: int, stats: dict[str, float]) -> None:
+        width = 30
+        filled = int(width * done / max(1, total))
+        stream.write(f"\r  pass {p + 1}: [{'#' * filled}{'.' * (width - filled)}] {done}/{total}  "
+                     f"loss {stats['loss']:.4f}  train error {100 * stats['train_error']:5.2f}%")
+        stream.flush()
+        if done + 1 >= total:
+            stream.write("\r" + " " * 100 + "\r")
+
+    return progress
+
+
+def cmd_train(a: argparse.Namespace) -> int:
+    tr_x, tr_y, te_x, te_y = load_mnist(a.data, download=a.download)
+    if a.limit:
+        tr_x, tr_y = tr_x[: a.limit], tr_y[: a.limit]
+    model = LeNet5(seed=a.seed, loss=a.loss, map_j=a.map_j, loss_scale=a.loss_scale, rbf=a.rbf,
+                   subsample=a.subsample)
+    out = Path(a.out)
+    print(f"lenet_fast: training LeNet-5 on {len(tr_x):,} MNIST digits, {a.passes} passes, "
+          f"{a.optimizer}{' with distortions' if a.distort else ''}, loss {a.loss}, seed {a.seed}; "
+          f"isa {info()['isa']}, out {out}", flush=True)
+    history = train(
+        model, tr_x, tr_y, te_x, te_y, passes=a.passes, optimizer=a.optimizer, distort=a.distort,
+        seed=a.seed, out=out, resume=a.resume, lr=a.lr, batch_size=a.batch_size, order=a.order,
+        progress=_bar(sys.stderr), log=lambda line: print(line, flush=True),
+    )
+    final = history[-1]
+    print(f"done: test error {100 * final['test_error']:.2f}% after {final['pass']} passes; "
+          f"model in {out / 'model.npz'}")
+    if a.plot:
+        from .plots import plot_curves, plot_misclassified
+
+        plot_curves(history, out / "error_curves.png")
+        ev = evaluate(model, te_x, te_y)
+        plot_misclassified(te_x, te_y, ev["predicted"], ev["misclassified"], out / "misclassified.png")
+        print(f"plots: {out / 'error_curves.png'}, {out / 'misclassified.png'}")
+    return 0
+
+
+def cmd_eval(a: argparse.Namespace) -> int:
+    model = LeNet5.load(a.model)
+    _, _, te_x, te_y = load_mnist(a.data, download=a.download)
+    ev = evaluate(model, te_x, te_y)
+    if a.json:
+        print(json.dumps({"test_error": ev["error"], "errors": ev["errors"],
+                          "confusion": ev["confusion"].tolist(),
+                          "misclassified": ev["misclassified"].tolist()}))
+        return 0
+    print(f"test error {100 * ev['error']:.2f}% ({ev['errors']} of {len(te_y):,})")
+    print("confusion matrix (rows: true digit, columns: predicted):")
+    print("      " + "".join(f"{j:6d}" for j in range(10)))
+    for i, row in enumerate(ev["confusion"]):
+        print(f"{i:6d}" + "".join(f"{v:6d}" for v in row))
+    print("misclassified test images (indices):")
+    print(" ".join(map(str, ev["misclassified"].tolist())))
+    if a.plot:
+        from .plots import plot_misclassified
+
+        plot_misclassified(te_x, te_y, ev["predicted"], ev["misclassified"], Path(a.plot))
+        print(f"plot: {a.plot}")
+    return 0
+
+
+def cmd_info(a: argparse.Namespace) -> int:
+    for k, v in info().items():
+        print(f"{k}: {v}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="lenet-fast", description="LeNet-5 (LeCun et al. 1998) on the CPU.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("train", help="train LeNet-5 on MNIST as the paper does")
+    t.add_argument("--data", help="folder with the four MNIST .gz files (default: $LENET_FAST_DATA, else the cache)")
+    t.add_argument("--download", action="store_true", help="fetch missing MNIST files (checksums verified)")
+    t.add_argument("--passes", type=int, default=20, help="passes over the training set (default 20)")
+    t.add_argument("--optimizer", choices=("sdlm", "sgd"), default="sdlm")
+    t.add_argument("--loss", choices=("mse", "map"), default="map", help="Eq. 9 (map, default) or Eq. 8 (mse)")
+    t.add_argument("--map-j", type=float, default=5.0, help="j of Eq. 9 (default 5)")
+    t.add_argument("--loss-scale", type=float, default=1 / 30, help="E is scaled by this for SDLM (default 1/30)")
+    t.add_argument("--rbf", choices=("fixed", "trainable"), default="fixed")
+    t.add_argument("--subsample", choices=("sum", "mean"), default="sum")
+    t.add_argument("--distort", action="store_true", help="train on distorted copies (paper III-C)")
+    t.add_argument("--order", choices=("fixed", "reshuffle"), default="reshuffle",
+                   help="a new random order each pass (default) or one order for all passes")
+    t.add_argument("--lr", type=float, default=0.1, help="SGD learning rate (default 0.1)")
+    t.add_argument("--batch-size", type=int, default=32, help="SGD batch size")
+    t.add_argument("--seed", type=int, default=0, help="seeds the weights, the order and the distortions")
+    t.add_argument("--limit", type=int, default=0, help="train on the first N digits only")
+    t.add_argument("--out", default="lenet-fast-run", help="output folder (default ./lenet-fast-run)")
+    t.add_argument("--resume", help="a checkpoint_PP.npz to continue from")
+    t.add_argument("--plot", action="store_true", help="write error curves and misclassified digits (needs matplotlib)")
+    t.set_defaults(func=cmd_train)
+
+    e = sub.add_parser("eval", help="test error, confusion matrix, misclassified digits of a model")
+    e.add_argument("model", help="a model.npz or checkpoint written by lenet-fast train")
+    e.add_argument("--data", help="MNIST folder (default: $LENET_FAST_DATA, else the cache)")
+    e.add_argument("--download", action="store_true")
+    e.add_argument("--json", action="store_true", help="print the results as JSON")
+    e.add_argument("--plot", metavar="PNG", help="write a sheet of the misclassified digits (needs matplotlib)")
+    e.set_defaults(func=cmd_eval)
+
+    i = sub.add_parser("info", help="version, instruction set, compiler, threads")
+    i.set_defaults(func=cmd_info)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (FileNotFoundError, ValueError, ImportError) as e:
+        print(f"lenet-fast: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("\nlenet-fast: interrupted (the last checkpoint is intact)", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,497 @@
+"""LeNet-5 as LeCun et al. (1998) describe it: the model, its losses, its Hessian diagonal,
+and a portable checkpoint format.
+
+Layers (paper II-B, Fig. 2; N = batch):
+
+====== ============= ===================================================== ========
+layer  output        computes                                              params
+====== ============= ===================================================== ========
+C1     (N,6,28,28)   5x5 conv of the (N,1,32,32) input + bias, then f      156
+S2     (N,6,14,14)   2x2 block sum x coefficient + bias per map, then f    12
+C3     (N,16,10,10)  5x5 conv over the S2 maps of Table I + bias, then f   1,516
+S4     (N,16,5,5)    as S2                                                 32
+C5     (N,120,1,1)   5x5 conv over all 16 S4 maps + bias, then f           48,120
+F6     (N,84)        full connection + bias, then f                        10,164
+OUTPUT (N,10)        Euclidean RBF y_i = sum_j (x_j - c_ij)^2              0 (fixed)
+====== ============= ===================================================== ========
+
+f(a) = 1.7159 tanh(2a/3). The output is a penalty per class: the predicted class is the
+argmin. 60,000 trainable parameters (60,840 with trainable RBF centres).
+
+Choices where the paper is silent (each an option):
+
+* ``subsample="sum"`` (default, the paper: "the four inputs ... are added, then multiplied
+  by a trainable coefficient") or ``"mean"`` (the seed note's average). In "mean" mode the
+  coefficient multiplies the average, so it is 4x the "sum" coefficient for the same
+  function; it is initialised 4x wider so both modes start from the same network.
+* Biases start like weights: a bias is a weight from a constant +1 input, uniform in
+  +-2.4/F with F the fan-in of its unit (Appendix A gives only the weights' rule).
+* ``loss="mse"`` (default, Eq. 8: the penalty of the correct class) or ``"map"`` (Eq. 9,
+  with ``map_j``, default 10, the "rubbish class" penalty the paper leaves open).
+* ``rbf="fixed"`` (default, the paper's 7x12 codes) or ``"trainable"``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from . import kernels, reference, tables
+
+FORMAT = "lenet_fast.LeNet5"
+FORMAT_VERSION = 1
+
+# Every trainable array, in a fixed order, with its shape.
+PARAM_SHAPES: dict[str, tuple[int, ...]] = {
+    "c1.w": (6, 1, 5, 5),
+    "c1.b": (6,),
+    "s2.coef": (6,),
+    "s2.bias": (6,),
+    "c3.w": (60, 5, 5),
+    "c3.b": (16,),
+    "s4.coef": (16,),
+    "s4.bias": (16,),
+    "c5.w": (120, 16, 5, 5),
+    "c5.b": (120,),
+    "f6.w": (84, 120),
+    "f6.b": (84,),
+}
+RBF_PARAM = "rbf.c"  # (10,84), a parameter only with rbf="trainable"
+
+LOSSES = ("mse", "map")
+SUBSAMPLES = ("sum", "mean")
+RBFS = ("fixed", "trainable")
+BACKENDS = ("fast", "reference")
+
+Array = npt.NDArray[Any]
+
+
+def _c3_fan_in() -> npt.NDArray[np.int64]:
+    """Fan-in of each C3 map (75, 100 or 150): 25 x the S2 maps it reads."""
+    return 25 * np.asarray(tables.C3_TABLE).sum(axis=0)
+
+
+def init_params(seed: int, subsample: str = "sum") -> dict[str, npt.NDArray[np.float32]]:
+    """Appendix A: every weight (and bias) uniform in [-2.4/F, 2.4/F], F the unit's fan-in."""
+    rng = np.random.default_rng(seed)
+    c3_fan = _c3_fan_in()
+    # per-pair fan-in of the packed C3 kernels, ordered by output map k then input map c
+    pair_fan = np.repeat(c3_fan, np.asarray(tables.C3_TABLE).sum(axis=0))
+    sub = 4.0 if subsample == "mean" else 1.0
+    fan: dict[str, Any] = {
+        "c1.w": 25, "c1.b": 25,
+        "s2.coef": 4 / sub, "s2.bias": 4,
+        "c3.w": pair_fan[:, None, None], "c3.b": c3_fan,
+        "s4.coef": 4 / sub, "s4.bias": 4,
+        "c5.w": 400, "c5.b": 400,
+        "f6.w": 120, "f6.b": 120,
+    }
+    params = {}
+    for name, shape in PARAM_SHAPES.items():
+        u = rng.uniform(-1.0, 1.0, size=shape)
+        params[name] = (u * (2.4 / np.asarray(fan[name], dtype=np.float64))).astype(np.float32)
+    return params
+
+
+class LeNet5:
+    """LeNet-5 with the paper's layers, squashing function and RBF output.
+
+    Parameters
+    ----------
+    seed : int
+        Seed of the Appendix A initialisation.
+    loss : "mse" | "map"
+        Eq. 8 (mean penalty of the correct class) or Eq. 9 (adds a log-sum-exp
+        competition term with a rubbish class of penalty ``map_j``).
+    map_j : float
+        The constant j > 0 of Eq. 9.
+    rbf : "fixed" | "trainable"
+        Whether the RBF centres (initially ``codes``) are trained.
+    subsample : "sum" | "mean"
+        What the S2/S4 coefficient multiplies: the 2x2 block's sum (paper) or its mean.
+    codes : array (10,84), optional
+        RBF centres; default :data:`lenet_fast.tables.RBF_CODES`.
+    backend : "fast" | "reference"
+        The C++ kernels or their NumPy twins (slow; float64 capable, for checks).
+
+    ``model.params`` maps names (see :data:`PARAM_SHAPES`) to float32 arrays. ``forward``
+    and ``predict`` only read them, so one model may serve many threads at once.
+    """
+
+    def __init__(
+        self,
+        seed: int = 0,
+        *,
+        loss: str = "map",
+        map_j: float = 5.0,
+        loss_scale: float = 1.0 / 30.0,
+        rbf: str = "fixed",
+        subsample: str = "sum",
+        codes: npt.ArrayLike | None = None,
+        backend: str = "fast",
+    ) -> None:
+        _choice("loss", loss, LOSSES)
+        _choice("rbf", rbf, RBFS)
+        _choice("subsample", subsample, SUBSAMPLES)
+        _choice("backend", backend, BACKENDS)
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+            raise TypeError(f"seed: expected an int, got {type(seed).__name__}")
+        map_j = float(map_j)
+        if not (map_j > 0 and np.isfinite(map_j)):
+            raise ValueError(f"map_j: expected a finite number > 0, got {map_j}")
+        c = np.asarray(tables.RBF_CODES if codes is None else codes)
+        if c.shape != (10, 84) or not np.issubdtype(c.dtype, np.number) or not np.all(np.isfinite(c)):
+            raise ValueError(f"codes: expected a finite (10,84) array, got shape {c.shape} {c.dtype}")
+        loss_scale = float(loss_scale)
+        if not (loss_scale > 0 and np.isfinite(loss_scale)):
+            raise ValueError(f"loss_scale: expected a finite number > 0, got {loss_scale}")
+        self.options: dict[str, Any] = {
+            "seed": int(seed), "loss": loss, "map_j": map_j, "loss_scale": loss_scale, "rbf": rbf,
+            "subsample": subsample,
+        }
+        self.backend = backend
+        self.params: dict[str, Array] = init_params(int(seed), subsample)
+        self.codes: Array = np.ascontiguousarray(c, dtype=np.float32)
+        self.history: list[dict[str, Any]] = []  # per-pass records, filled by training
+        self.train_state: dict[str, Any] = {}  # where a checkpoint's training stood
+        if rbf == "trainable":
+            self.params[RBF_PARAM] = self.codes.copy()
+
+    # ------------------------------------------------------------------ basics
+
+    @property
+    def _k(self) -> ModuleType:
+        return kernels if self.backend == "fast" else reference
+
+    def _centres(self) -> Array:
+        return self.params[RBF_PARAM] if RBF_PARAM in self.params else self.codes.astype(self.dtype)
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.params["c1.w"].dtype
+
+    def num_parameters(self) -> dict[str, int]:
+        """Trainable parameters per layer, and their total under "total"."""
+        counts: dict[str, int] = {}
+        for name, a in self.params.items():
+            layer = name.split(".")[0].upper()
+            counts[layer] = counts.get(layer, 0) + int(a.size)
+        counts["total"] = sum(counts.values())
+        return counts
+
+    def astype(self, dtype: Any) -> LeNet5:
+        """A copy with parameters of ``dtype`` (float64 needs backend="reference")."""
+        dtype = np.dtype(dtype)
+        if dtype != np.float32 and self.backend == "fast":
+            raise ValueError("dtype: the fast backend computes in float32; use backend='reference'")
+        m = self.copy()
+        m.params = {k: v.astype(dtype) for k, v in self.params.items()}
+        return m
+
+    def copy(self) -> LeNet5:
+        m = object.__new__(LeNet5)
+        m.options = dict(self.options)
+        m.backend = self.backend
+        m.params = {k: v.copy() for k, v in self.params.items()}
+        m.codes = self.codes.copy()
+        m.history = [dict(h) for h in self.history]
+        m.train_state = dict(self.train_state)
+        return m
+
+    # ------------------------------------------------------------------ input
+
+    def prepare(self, x: npt.ArrayLike) -> Array:
+        """Model input from uint8 MNIST digits (N,28,28) or (28,28), or preprocessed
+        float32 (N,1,32,32) (SPEC section 1: padded to 32x32, background -0.1, ink 1.175)."""
+        if not isinstance(x, np.ndarray):
+            raise TypeError(f"x: expected a numpy array of uint8 (N,28,28) digits or float32 "
+                            f"(N,1,32,32) input, got {type(x).__name__}")
+        if x.dtype == np.uint8:
+            from .data import preprocess
+
+            return preprocess(x).astype(self.dtype, copy=False)
+        if x.dtype == self.dtype and x.ndim == 4 and x.shape[1:] == (1, 32, 32):
+            return np.ascontiguousarray(x)
+        raise TypeError(
+            f"x: expected uint8 (N,28,28) digits or {self.dtype} (N,1,32,32) preprocessed input, "
+            f"got {x.dtype} array of shape {x.shape}"
+        )
+
+    # ------------------------------------------------------------------ forward
+
+    def _sub_coef(self, name: str) -> Array:
+        c = self.params[name]
+        return c * c.dtype.type(0.25) if self.options["subsample"] == "mean" else c
+
+    def _forward(self, x: Array) -> tuple[Array, tuple[Array, ...]]:
+        """Penalties (N,10) and the activations the backward pass needs."""
+        k, p, n = self._k, self.params, x.shape[0]
+        h1 = k.squash_forward(k.conv2d_forward(x, p["c1.w"], p["c1.b"]))
+        h2 = k.squash_forward(k.subsample_forward(h1, self._sub_coef("s2.coef"), p["s2.bias"]))
+        h3 = k.squash_forward(k.sparse_conv2d_forward(h2, p["c3.w"], p["c3.b"], tables.C3_TABLE))
+        h4 = k.squash_forward(k.subsample_forward(h3, self._sub_coef("s4.coef"), p["s4.bias"]))
+        h5 = k.squash_forward(k.conv2d_forward(h4, p["c5.w"], p["c5.b"])).reshape(n, 120)
+        h6 = k.squash_forward(k.linear_forward(h5, p["f6.w"], p["f6.b"]))
+        y = k.rbf_forward(h6, self._centres())
+        return y, (x, h1, h2, h3, h4, h5, h6)
+
+    def forward(self, x: npt.ArrayLike) -> Array:
+        """RBF penalties (N,10) of the input (see :meth:`prepare`); smaller = more likely."""
+        return self._forward(self.prepare(x))[0]
+
+    def predict(self, x: npt.ArrayLike, batch_size: int = 1024) -> npt.NDArray[np.int64]:
+        """Predicted digits (N,): the argmin of the penalties, computed in batches."""
+        xp = self.prepare(x)
+        out = np.empty(xp.shape[0], dtype=np.int64)
+        for i in range(0, xp.shape[0], batch_size):
+            out[i : i + batch_size] = self._forward(xp[i : i + batch_size])[0].argmin(axis=1)
+        return out
+
+    # ------------------------------------------------------------------ loss
+
+    def loss_gradient(self, y: Array, labels: Array) -> tuple[float, Array]:
+        """Loss (mean over the batch) of penalties y (N,10) and its gradient dE/dy (N,10)."""
+        n = y.shape[0]
+        rows = np.arange(n)
+        scale = self.options["loss_scale"]
+        g = np.zeros_like(y)
+        if self.options["loss"] == "mse":  # Eq. 8
+            g[rows, labels] = scale / n
+            return scale * float(y[rows, labels].astype(np.float64).mean()), g
+        # Eq. 9: y_c + log(e^-j + sum_i e^-y_i), with the max-shift trick
+        j = self.options["map_j"]
+        yd = y.astype(np.float64)
+        m = np.maximum(-j, (-yd).max(axis=1, keepdims=True))
+        e = np.exp(-yd - m)
+        z = np.exp(-j - m) + e.sum(axis=1, keepdims=True)
+        loss = yd[rows, labels] + (m + np.log(z))[:, 0]
+        gd = -e / z
+        gd[rows, labels] += 1.0
+        return scale * float(loss.mean()), (gd * (scale / n)).astype(y.dtype)
+
+    # ------------------------------------------------------------------ backward
+
+    def _backward(self, cache: tuple[Array, ...], gy: Array) -> dict[str, Array]:
+        """Gradients of the loss for every parameter, from dE/dy (N,10)."""
+        k, p = self._k, self.params
+        x, h1, h2, h3, h4, h5, h6 = cache
+        n = x.shape[0]
+        g: dict[str, Array] = {}
+        dh6, dc = k.rbf_backward(h6, self._centres(), gy)
+        if RBF_PARAM in p:
+            g[RBF_PARAM] = dc
+        dh5, g["f6.w"], g["f6.b"] = k.linear_backward(h5, p["f6.w"], k.squash_backward(h6, dh6))
+        da5 = k.squash_backward(h5, dh5).reshape(n, 120, 1, 1)
+        dh4, g["c5.w"], g["c5.b"] = k.conv2d_backward(h4, p["c5.w"], da5)
+        dh3, g["s4.coef"], g["s4.bias"] = k.subsample_backward(h3, self._sub_coef("s4.coef"), k.squash_backward(h4, dh4))
+        dh2, g["c3.w"], g["c3.b"] = k.sparse_conv2d_backward(h2, p["c3.w"], k.squash_backward(h3, dh3), tables.C3_TABLE)
+        dh1, g["s2.coef"], g["s2.bias"] = k.subsample_backward(h1, self._sub_coef("s2.coef"), k.squash_backward(h2, dh2))
+        _, g["c1.w"], g["c1.b"] = k.conv2d_backward(x, p["c1.w"], k.squash_backward(h1, dh1))
+        if self.options["subsample"] == "mean":
+            g["s2.coef"] = g["s2.coef"] * g["s2.coef"].dtype.type(0.25)
+            g["s4.coef"] = g["s4.coef"] * g["s4.coef"].dtype.type(0.25)
+        return g
+
+    def gradients(self, x: npt.ArrayLike, labels: npt.ArrayLike) -> tuple[float, dict[str, Array], Array]:
+        """(loss, gradients of every parameter, penalties (N,10)) for a batch; the loss is
+        the mean over the batch."""
+        xp = self.prepare(x)
+        lab = _labels(labels, xp.shape[0])
+        y, cache = self._forward(xp)
+        loss, gy = self.loss_gradient(y, lab)
+        return loss, self._backward(cache, gy), y
+
+    def hessian_diagonal(self, x: npt.ArrayLike, labels: npt.ArrayLike) -> dict[str, Array]:
+        """Gauss-Newton diagonal of the Hessian of the per-pattern loss, averaged over the
+        batch (Appendix C): back-propagated like the gradient, with squared weights, squared
+        derivatives and squared inputs, summed over the connections that share a weight.
+
+        At the output, d2E/dx_j^2 = 2 for the correct class's penalty (Eq. 8's term; for
+        Eq. 9 the log-sum-exp term's curvature is left out, as the paper's Appendix C does
+        for the RBF layer). Every entry is >= 0.
+        """
+        xp = self.prepare(x)
+        lab = _labels(labels, xp.shape[0])
+        k, p = self._k, self.params
+        _, (x0, h1, h2, h3, h4, h5, h6) = self._forward(xp)
+        n = x0.shape[0]
+        sq = lambda a: a * a  # noqa: E731
+        f2 = lambda yv, hv: k.squash_backward(yv, k.squash_backward(yv, hv))  # noqa: E731  f'(a)^2 h
+        h: dict[str, Array] = {}
+        hh6 = np.full_like(h6, 2.0)
+        if RBF_PARAM in p:
+            hc = np.zeros_like(p[RBF_PARAM])
+            np.add.at(hc, lab, 2.0)
+            h[RBF_PARAM] = hc
+        hh5, h["f6.w"], h["f6.b"] = k.linear_backward(sq(h5), sq(p["f6.w"]), f2(h6, hh6))
+        ha5 = f2(h5, hh5).reshape(n, 120, 1, 1)
+        hh4, h["c5.w"], h["c5.b"] = k.conv2d_backward(sq(h4), sq(p["c5.w"]), ha5)
+        hh3, h["s4.coef"], h["s4.bias"] = self._subsample_h(h3, "s4.coef", f2(h4, hh4))
+        hh2, h["c3.w"], h["c3.b"] = k.sparse_conv2d_backward(sq(h2), sq(p["c3.w"]), f2(h3, hh3), tables.C3_TABLE)
+        hh1, h["s2.coef"], h["s2.bias"] = self._subsample_h(h1, "s2.coef", f2(h2, hh2))
+        _, h["c1.w"], h["c1.b"] = k.conv2d_backward(sq(x0), sq(p["c1.w"]), f2(h1, hh1))
+        scale = self.options["loss_scale"] / n
+        return {name: (v * v.dtype.type(scale)) for name, v in h.items()}
+
+    def _subsample_h(self, x: Array, coef_name: str, ha: Array) -> tuple[Array, Array, Array]:
+        """Second derivatives through S2/S4: d2E/dx^2 = coef^2 ha (broadcast over each block),
+        d2E/dcoef^2 = sum ha * (block sum)^2, d2E/dbias^2 = sum ha."""
+        k = self._k
+        c = self._sub_coef(coef_name)
+        hx, _, hbias = k.subsample_backward(x, c * c, ha)
+        ones, zeros = np.ones_like(c), np.zeros_like(c)
+        bs = k.subsample_forward(x, ones, zeros)  # block sums
+        hcoef = (ha * bs * bs).sum(axis=(0, 2, 3), dtype=np.float64)
+        if self.options["subsample"] == "mean":
+            hcoef = hcoef / 16.0
+        return hx, hcoef.astype(x.dtype), hbias
+
+    # ------------------------------------------------------------------ fit / files
+
+    def fit(self, *args: Any, **kwargs: Any) -> list[dict[str, Any]]:
+        """Train this model: see :func:`lenet_fast.train.train` (same arguments)."""
+        from .train import train
+
+        return train(self, *args, **kwargs)
+
+    def save(self, path: str | os.PathLike[str], *, history: list[dict[str, Any]] | None = None,
+             train_state: dict[str, Any] | None = None) -> Path:
+        """Write the model to a portable ``.npz`` (no pickle), atomically: a temporary file in
+        the same folder, flushed to disk, then renamed over ``path``; a failure leaves any
+        previous file at ``path`` as it was. ``history`` and ``train_state`` (JSON-able) ride
+        along for checkpoints."""
+        path = Path(path)
+        params = {name: np.ascontiguousarray(a, dtype=np.float32) for name, a in self.params.items()}
+        meta = {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "options": self.options,
+            "param_names": list(params),
+            "param_sha256": _digest(params),
+            "history": history or [],
+            "train_state": train_state or {},
+        }
+        arrays = {f"param/{k}": v for k, v in params.items()}
+        arrays["codes"] = self.codes
+        arrays["meta"] = np.array(json.dumps(meta))
+        atomic_write(path, lambda f: np.savez(f, **arrays))
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str], *, backend: str = "fast") -> LeNet5:
+        """Read a model written by :meth:`save`. A file of another format version, or a
+        damaged, truncated or foreign file, raises ValueError saying so; nothing is
+        unpickled. The history and train state are in ``model.history`` and
+        ``model.train_state``."""
+        path = Path(path)
+        meta, arrays = read_npz(path)
+        opts = meta["options"]
+        model = cls(
+            seed=opts["seed"], loss=opts["loss"], map_j=opts["map_j"], loss_scale=opts["loss_scale"], rbf=opts["rbf"],
+            subsample=opts["subsample"], codes=arrays["codes"], backend=backend,
+        )
+        names = list(PARAM_SHAPES) + ([RBF_PARAM] if opts["rbf"] == "trainable" else [])
+        if meta["param_names"] != names:
+            raise ValueError(f"{path}: damaged model file: parameters {meta['param_names']}, expected {names}")
+        params = {}
+        for name in names:
+            a = arrays.get(f"param/{name}")
+            want = (10, 84) if name == RBF_PARAM else PARAM_SHAPES[name]
+            if a is None or a.dtype != np.float32 or a.shape != want:
+                raise ValueError(f"{path}: damaged model file: parameter {name} is "
+                                 f"{None if a is None else (a.dtype, a.shape)}, expected float32 {want}")
+            params[name] = np.ascontiguousarray(a)
+        if _digest(params) != meta["param_sha256"]:
+            raise ValueError(f"{path}: damaged model file: the parameters do not match their "
+                             "recorded sha256 (the file was altered or corrupted)")
+        model.params = params
+        model.history = meta.get("history", [])
+        model.train_state = meta.get("train_state", {})
+        return model
+
+
+# ---------------------------------------------------------------------- helpers
+
+
+def _choice(name: str, value: Any, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ValueError(f"{name}: expected one of {', '.join(map(repr, allowed))}, got {value!r}")
+
+
+def _labels(labels: npt.ArrayLike, n: int) -> npt.NDArray[np.intp]:
+    lab = np.asarray(labels)
+    if lab.shape != (n,) or not np.issubdtype(lab.dtype, np.integer):
+        raise ValueError(f"labels: expected integers of shape ({n},) to match x, got {lab.dtype} {lab.shape}")
+    if n and (lab.min() < 0 or lab.max() > 9):
+        raise ValueError(f"labels: expected digits 0..9, got values in [{lab.min()}, {lab.max()}]")
+    return lab.astype(np.intp, copy=False)
+
+
+def _digest(params: dict[str, Array]) -> str:
+    h = hashlib.sha256()
+    for name, a in params.items():
+        h.update(name.encode())
+        h.update(np.ascontiguousarray(a, dtype=np.float32).tobytes())
+    return h.hexdigest()
+
+
+def atomic_write(path: Path, write: Any) -> None:
+    """Call ``write(file)`` on a temporary file beside ``path``, fsync it, then rename it
+    over ``path``. On any error the temporary file is removed and ``path`` is untouched."""
+    path = Path(path)
+    folder = path.parent if str(path.parent) else Path(".")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    try:  # make the rename itself durable
+        dfd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+    except OSError:
+        pass
+
+
+def read_npz(path: Path) -> tuple[dict[str, Any], dict[str, Array]]:
+    """The metadata and arrays of a lenet_fast ``.npz``, or a ValueError that says why not."""
+    import zipfile
+
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such model file")
+    try:
+        with open(path, "rb") as f, np.load(f, allow_pickle=False) as z:
+            arrays = {name: z[name] for name in z.files}
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError) as e:
+        raise ValueError(f"{path}: not a readable lenet_fast model file ({type(e).__name__}: {e}); "
+                         "it may be truncated or corrupted") from None
+    if "meta" not in arrays:
+        raise ValueError(f"{path}: not a lenet_fast model file (no metadata)")
+    try:
+        meta = json.loads(str(arrays.pop("meta")))
+    except (ValueError, TypeError) as e:
+        raise ValueError(f"{path}: damaged model file: unreadable metadata ({e})") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise ValueError(f"{path}: not a lenet_fast model file (format {meta.get('format') if isinstance(meta, dict) else meta!r})")
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise ValueError(f"{path}: model file format version {meta.get('format_version')!r}; this "
+                         f"lenet_fast reads version {FORMAT_VERSION} (upgrade lenet_fast or re-save the model)")
+    return meta, arrays

@@ -1,0 +1,264 @@
+"""Training LeNet-5 as the paper does: stochastic diagonal Levenberg-Marquardt (SDLM).
+
+SDLM (Appendix C, section III-B): one pattern per update; before each pass the diagonal
+Gauss-Newton Hessian h_kk of the per-pattern loss is estimated on 500 patterns and kept
+for the pass; each parameter k then moves by ``-eps_k * dE/dw_k`` with
+``eps_k = eta / (mu + h_kk)``, ``mu = 0.02``, and the global ``eta`` of :func:`paper_eta`.
+Plain mini-batch SGD is the other optimizer.
+
+Every random choice of pass ``p`` (the pattern order when reshuffled, the 500 Hessian
+patterns, the distortions) comes from ``numpy.random.default_rng([seed, p])``, so a run
+resumed from the checkpoint written after pass ``p`` reaches exactly the weights of an
+uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from .data import distort as distort_images
+from .data import preprocess
+from .model import LeNet5
+
+OPTIMIZERS = ("sdlm", "sgd")
+ORDERS = ("fixed", "reshuffle")
+
+# The paper's global eta per pass (III-B): 5e-4 for passes 1-2, 2e-4 for 3-5, 1e-4 for
+# 6-8, 5e-5 for 9-12, 1e-5 after.
+PAPER_ETA = ((2, 5e-4), (5, 2e-4), (8, 1e-4), (12, 5e-5))
+PAPER_ETA_AFTER = 1e-5
+
+
+def paper_eta(pass_number: int) -> float:
+    """The paper's global SDLM rate for pass ``pass_number`` (1-based)."""
+    for last, eta in PAPER_ETA:
+        if pass_number <= last:
+            return eta
+    return PAPER_ETA_AFTER
+
+
+def evaluate(model: LeNet5, images: npt.ArrayLike, labels: npt.ArrayLike) -> dict[str, Any]:
+    """Error rate, confusion matrix (10,10) [true, predicted], and misclassified indices."""
+    lab = np.asarray(labels).astype(np.int64)
+    pred = model.predict(np.asarray(images))
+    wrong = np.flatnonzero(pred != lab)
+    confusion = np.zeros((10, 10), dtype=np.int64)
+    np.add.at(confusion, (lab, pred), 1)
+    return {"error": wrong.size / max(1, lab.size), "errors": int(wrong.size),
+            "misclassified": wrong, "predicted": pred, "confusion": confusion}
+
+
+Progress = Callable[[int, int, int, dict[str, float]], None]
+
+
+def train(
+    model: LeNet5,
+    train_images: npt.ArrayLike,
+    train_labels: npt.ArrayLike,
+    test_images: npt.ArrayLike | None = None,
+    test_labels: npt.ArrayLike | None = None,
+    *,
+    passes: int = 20,
+    optimizer: str = "sdlm",
+    distort: bool = False,
+    seed: int = 0,
+    out: str | Path | None = None,
+    resume: str | Path | None = None,
+    mu: float = 0.02,
+    hessian_samples: int = 500,
+    eta: Callable[[int], float] = paper_eta,
+    lr: float = 0.1,
+    batch_size: int = 32,
+    order: str = "reshuffle",
+    progress: Progress | None = None,
+    log: Callable[[str], None] | None = None,
+) -> list[dict[str, Any]]:
+    """Train ``model`` in place and return its history, one dict per pass.
+
+    Parameters
+    ----------
+    train_images : uint8 (N,28,28)
+        MNIST digits (distortions need the raw digits).
+    train_labels : int (N,)
+    test_images, test_labels : optional
+        Evaluated after every pass.
+    passes : total passes (20 in the paper).
+    optimizer : "sdlm" (one pattern per update) or "sgd" (mini-batches of ``batch_size``
+        with rate ``lr`` on the batch-mean loss).
+    distort : train on the paper's mix: each pass, every pattern is its original with
+        probability 1/10, else a fresh random affine distortion of it (60,000 originals +
+        540,000 distorted copies, sampled 60,000 per pass). See :func:`lenet_fast.data.distort`.
+    seed : seeds the order, the Hessian samples and the distortions (the model's own seed
+        sets the initial weights).
+    out : folder for ``checkpoint_PP.npz`` after each pass and ``model.npz`` at the end.
+    resume : a checkpoint from a run with the same settings; training continues after its
+        pass, and reaches the same weights as an uninterrupted run.
+    mu, hessian_samples, eta : SDLM's mu, the patterns of each Hessian estimate, and the
+        global rate per 1-based pass.
+    order : "fixed" (one random order for every pass, the paper) or "reshuffle" (a new
+        order each pass).
+    progress : called as ``progress(pass_index, done, total, stats)`` during a pass.
+    log : called with one line per pass (e.g. ``print``).
+
+    Each history record has: pass, eta (or lr), train_error (counted on the fly during the
+    pass, before each update, as the paper does), test_error, loss (mean over the pass),
+    images_per_s, seconds.
+    """
+    if optimizer not in OPTIMIZERS:
+        raise ValueError(f"optimizer: expected one of {OPTIMIZERS}, got {optimizer!r}")
+    if order not in ORDERS:
+        raise ValueError(f"order: expected one of {ORDERS}, got {order!r}")
+    if isinstance(passes, bool) or not isinstance(passes, int) or passes < 1:
+        raise ValueError(f"passes: expected an int >= 1, got {passes!r}")
+    if not (batch_size >= 1 and hessian_samples >= 1 and mu > 0 and lr > 0):
+        raise ValueError("batch_size and hessian_samples must be >= 1, mu and lr > 0")
+    images = np.asarray(train_images)
+    if images.dtype != np.uint8 or images.ndim != 3 or images.shape[1:] != (28, 28):
+        raise ValueError(f"train_images: expected uint8 (N,28,28) digits, got {images.dtype} {images.shape}")
+    labels = np.asarray(train_labels)
+    if labels.shape != (images.shape[0],) or not np.issubdtype(labels.dtype, np.integer):
+        raise ValueError(f"train_labels: expected integers of shape ({images.shape[0]},), got {labels.dtype} {labels.shape}")
+    labels = labels.astype(np.intp)
+    has_test = test_images is not None and test_labels is not None
+    x_test = preprocess(np.asarray(test_images)) if has_test else None
+
+    config = {"optimizer": optimizer, "distort": bool(distort), "seed": int(seed), "mu": float(mu),
+              "hessian_samples": int(hessian_samples), "lr": float(lr), "batch_size": int(batch_size),
+              "order": order, "n_train": int(images.shape[0])}
+    start = 0
+    if resume is not None:
+        ckpt = LeNet5.load(resume, backend=model.backend)
+        state = ckpt.train_state
+        mismatched = {k: (state.get("config", {}).get(k), v) for k, v in config.items()
+                      if state.get("config", {}).get(k) != v}
+        if mismatched:
+            raise ValueError(f"resume: {resume} was written with other settings "
+                             f"(checkpoint vs now: {mismatched})")
+        model.options, model.params, model.codes = ckpt.options, ckpt.params, ckpt.codes
+        model.history = list(ckpt.history)
+        start = int(state["pass"])
+        if start >= passes:
+            raise ValueError(f"resume: {resume} already has {start} passes; ask for more than that")
+    out_dir = Path(out) if out is not None else None
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+
+    n = images.shape[0]
+    fixed_order = np.random.default_rng([seed, 1 << 20]).permutation(n)
+    x_orig = None if distort else preprocess(images)
+    for p in range(start, passes):
+        rng = np.random.default_rng([seed, p])
+        perm = fixed_order if order == "fixed" else rng.permutation(n)
+        x = _distorted_pass(images, rng) if distort else x_orig
+        t0 = time.perf_counter()
+        if optimizer == "sdlm":
+            rate = eta(p + 1)
+            hidx = rng.choice(n, size=min(hessian_samples, n), replace=False)
+            h = model.hessian_diagonal(x[hidx], labels[hidx])
+            steps = {k: (rate / (mu + hk)).astype(model.dtype) for k, hk in h.items()}
+            loss, train_err = _sdlm_pass(model, x, labels, perm, steps, p, progress)
+        else:
+            rate = lr
+            loss, train_err = _sgd_pass(model, x, labels, perm, lr, batch_size, p, progress)
+        seconds = time.perf_counter() - t0
+        record: dict[str, Any] = {
+            "pass": p + 1, ("eta" if optimizer == "sdlm" else "lr"): rate,
+            "train_error": train_err / n, "loss": loss, "images_per_s": n / seconds,
+            "seconds": seconds,
+        }
+        if has_test:
+            record["test_error"] = float(np.mean(model.predict(x_test) != np.asarray(test_labels)))
+        model.history.append(record)
+        model.train_state = {"pass": p + 1, "config": config}
+        if out_dir is not None:
+            model.save(out_dir / f"checkpoint_{p + 1:02d}.npz", history=model.history,
+                       train_state=model.train_state)
+        if log is not None:
+            log(format_record(record, passes))
+    if out_dir is not None:
+        model.save(out_dir / "model.npz", history=model.history, train_state=model.train_state)
+    return model.history
+
+
+def format_record(r: dict[str, Any], passes: int) -> str:
+    """One progress line per pass."""
+    rate = f"eta {r['eta']:.0e}" if "eta" in r else f"lr {r['lr']:.3g}"
+    test = f"test error {100 * r['test_error']:5.2f}%  " if "test_error" in r else ""
+    return (f"pass {r['pass']:2d}/{passes}  {rate}  loss {r['loss']:.4f}  "
+            f"train error {100 * r['train_error']:5.2f}%  {test}"
+            f"{r['images_per_s']:,.0f} images/s  {r['seconds']:.1f} s")
+
+
+def _distorted_pass(images: npt.NDArray[np.uint8], rng: np.random.Generator) -> npt.NDArray[np.float32]:
+    """The pass's patterns: each original with probability 1/10, else a fresh distortion."""
+    keep = rng.random(images.shape[0]) < 0.1
+    out = distort_images(images, rng)
+    out[keep] = images[keep]
+    return preprocess(out)
+
+
+def _sdlm_pass(model: LeNet5, x: np.ndarray, labels: np.ndarray, perm: np.ndarray,
+               steps: dict[str, np.ndarray], p: int, progress: Progress | None,
+               fused: bool | None = None) -> tuple[float, int]:
+    """One pattern per update: w_k -= eps_k dE/dw_k. Returns (mean loss, errors).
+
+    ``fused`` (default: with the fast backend) runs the patterns in C++
+    (:func:`lenet_fast.fused.sdlm_pass`, the same results several times faster), in chunks
+    that end where the Python loop below calls ``progress``, so it fires after the same
+    patterns with the same statistics."""
+    total_loss, errors, n = 0.0, 0, perm.size
+    every = max(1, n // 100)
+    if fused if fused is not None else model.backend == "fast":
+        from .fused import sdlm_pass
+
+        start = 0
+        for done in range(0, n, every) if progress is not None else ():
+            loss, err = sdlm_pass(model, x, labels, perm[start : done + 1], steps)
+            total_loss, errors, start = total_loss + loss, errors + err, done + 1
+            progress(p, done, n, {"loss": total_loss / (done + 1), "train_error": errors / (done + 1)})
+        if start < n:
+            loss, err = sdlm_pass(model, x, labels, perm[start:], steps)
+            total_loss, errors = total_loss + loss, errors + err
+        return total_loss / n, errors
+    params = model.params
+    names = list(params)
+    for done, i in enumerate(perm):
+        xi = x[i : i + 1]
+        y, cache = model._forward(xi)
+        loss, gy = model.loss_gradient(y, labels[i : i + 1])
+        total_loss += loss
+        errors += int(y[0].argmin() != labels[i])
+        g = model._backward(cache, gy)
+        for name in names:
+            params[name] -= steps[name] * g[name]
+        if progress is not None and done % every == 0:
+            progress(p, done, n, {"loss": total_loss / (done + 1), "train_error": errors / (done + 1)})
+    return total_loss / n, errors
+
+
+def _sgd_pass(model: LeNet5, x: np.ndarray, labels: np.ndarray, perm: np.ndarray, lr: float,
+              batch_size: int, p: int, progress: Progress | None) -> tuple[float, int]:
+    """Mini-batch SGD on the batch-mean loss. Returns (mean loss, errors)."""
+    params = model.params
+    total_loss, errors, n = 0.0, 0, perm.size
+    rate = model.dtype.type(lr)
+    for b0 in range(0, n, batch_size):
+        idx = perm[b0 : b0 + batch_size]
+        xb, lb = x[idx], labels[idx]
+        y, cache = model._forward(xb)
+        loss, gy = model.loss_gradient(y, lb)
+        total_loss += loss * idx.size
+        errors += int(np.sum(y.argmin(axis=1) != lb))
+        g = model._backward(cache, gy)
+        for name in params:
+            params[name] -= rate * g[name]
+        if progress is not None:
+            progress(p, min(n, b0 + batch_size), n, {"loss": total_loss / min(n, b0 + batch_size),
+                                                      "train_error": errors / min(n, b0 + batch_size)})
+    return total_loss / n, errors
