@@ -28,8 +28,9 @@ def test_parameter_counts_are_the_papers():
     assert t["RBF"] == 840 and t["total"] == 60840
 
 
-def test_initialisation_ranges_follow_appendix_a():
-    m = LeNet5(seed=3)
+@pytest.mark.parametrize("subsample", ["sum", "mean"])
+def test_initialisation_ranges_follow_appendix_a(subsample):
+    m = LeNet5(seed=3, subsample=subsample)
     fan = {"c1": 25, "s2": 4, "s4": 4, "c5": 400, "f6": 120}
     for name, a in m.params.items():
         assert a.dtype == np.float32 and a.shape == PARAM_SHAPES[name]
@@ -37,6 +38,8 @@ def test_initialisation_ranges_follow_appendix_a():
         if layer == "c3":
             continue
         bound = 2.4 / fan[layer]
+        if name.endswith(".coef") and subsample == "mean":
+            bound *= 4  # the coefficient of the mean is 4x that of the sum
         assert np.abs(a).max() <= bound
         if a.size >= 100:  # fills its range (a uniform draw of >= 100 values)
             assert np.abs(a).max() > 0.9 * bound
@@ -51,8 +54,8 @@ def test_initialisation_ranges_follow_appendix_a():
         assert np.abs(m.params["c3.b"][k]) <= 2.4 / f
         t0 += nk
     # same seed, same weights; another seed, other weights
-    assert all(np.array_equal(a, LeNet5(seed=3).params[k]) for k, a in m.params.items())
-    assert not np.array_equal(m.params["c5.w"], LeNet5(seed=4).params["c5.w"])
+    assert all(np.array_equal(a, LeNet5(seed=3, subsample=subsample).params[k]) for k, a in m.params.items())
+    assert not np.array_equal(m.params["c5.w"], LeNet5(seed=4, subsample=subsample).params["c5.w"])
 
 
 def test_forward_predict_and_input_forms():
@@ -182,7 +185,7 @@ def test_options_are_checked():
 
 def test_mean_subsampling_is_the_same_function_as_sum():
     """'mean' with coefficient 4c computes what 'sum' computes with c."""
-    s, mn = LeNet5(seed=5), LeNet5(seed=5, subsample="mean")
+    s, mn = LeNet5(seed=5, subsample="sum"), LeNet5(seed=5, subsample="mean")
     mn.params = {k: v.copy() for k, v in s.params.items()}
     mn.params["s2.coef"] = 4 * s.params["s2.coef"]
     mn.params["s4.coef"] = 4 * s.params["s4.coef"]

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from . import info
+from . import info, tables
 from .data import load_mnist
 from .model import LeNet5
 from .train import evaluate, format_record, train
@@ -43,8 +43,9 @@ def cmd_train(a: argparse.Namespace) -> int:
     tr_x, tr_y, te_x, te_y = load_mnist(a.data, download=a.download)
     if a.limit:
         tr_x, tr_y = tr_x[: a.limit], tr_y[: a.limit]
+    codes = tables.RBF_CODES_NO_TOP_BAR if a.codes == "no-top-bar" else tables.RBF_CODES
     model = LeNet5(seed=a.seed, loss=a.loss, map_j=a.map_j, loss_scale=a.loss_scale, rbf=a.rbf,
-                   subsample=a.subsample)
+                   subsample=a.subsample, codes=codes)
     out = Path(a.out)
     print(f"lenet_fast: training LeNet-5 on {len(tr_x):,} MNIST digits, {a.passes} passes, "
           f"{a.optimizer}{' with distortions' if a.distort else ''}, loss {a.loss}, seed {a.seed}; "
@@ -108,9 +109,13 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--optimizer", choices=("sdlm", "sgd"), default="sdlm")
     t.add_argument("--loss", choices=("mse", "map"), default="map", help="Eq. 9 (map, default) or Eq. 8 (mse)")
     t.add_argument("--map-j", type=float, default=5.0, help="j of Eq. 9 (default 5)")
-    t.add_argument("--loss-scale", type=float, default=1 / 30, help="E is scaled by this for SDLM (default 1/30)")
+    t.add_argument("--loss-scale", type=float, default=0.05,
+                   help="E is multiplied by this, which sets SDLM's step sizes (default 0.05 = 1/20)")
     t.add_argument("--rbf", choices=("fixed", "trainable"), default="fixed")
-    t.add_argument("--subsample", choices=("sum", "mean"), default="sum")
+    t.add_argument("--codes", choices=("paper", "no-top-bar"), default="paper",
+                   help="RBF centres: the transcribed Fig. 3 codes, or without the top bar of 0, 2, 4, 5")
+    t.add_argument("--subsample", choices=("mean", "sum"), default="mean",
+                   help="S2/S4 coefficient times the 2x2 mean (default) or sum (the paper)")
     t.add_argument("--distort", action="store_true", help="train on distorted copies (paper III-C)")
     t.add_argument("--order", choices=("fixed", "reshuffle"), default="reshuffle",
                    help="a new random order each pass (default) or one order for all passes")
