@@ -7,6 +7,9 @@ on every machine that has AVX2 (Highway's and NumPy's habit).
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -66,3 +69,23 @@ def assert_close(kernel: str, got, want, what: str = "") -> None:
 def rand(rng: np.random.Generator, *shape: int, scale: float = 1.0) -> np.ndarray:
     """Uniform float32 in [-scale, scale)."""
     return (scale * (2.0 * rng.random(shape) - 1.0)).astype(np.float32)
+
+
+@pytest.fixture(scope="session")
+def mnist_dir() -> Path:
+    """The folder of the four original MNIST .gz files: ``$LENET_FAST_DATA`` (CI sets it),
+    else the per-user cache, downloading what is missing there (checksums verified)."""
+    from lenet_fast import data
+
+    value = os.environ.get("LENET_FAST_DATA", "")
+    if value:
+        path = Path(value)
+        missing = [s + ".gz" for s in data.MNIST_FILES if not (path / (s + ".gz")).is_file()]
+        if missing:
+            pytest.fail(f"LENET_FAST_DATA={value!r}: missing {missing}", pytrace=False)
+        return path
+    try:
+        return data.download_mnist()
+    except (OSError, ValueError) as e:
+        pytest.fail(f"LENET_FAST_DATA is not set and MNIST could not be downloaded into the cache "
+                    f"({e}); set LENET_FAST_DATA to a folder with the four MNIST .gz files", pytrace=False)

@@ -32,22 +32,6 @@ GZ = [s + ".gz" for s in STEMS]
 
 
 @pytest.fixture(scope="module")
-def mnist_dir() -> Path:
-    value = os.environ.get("LENET_FAST_DATA", "")
-    if not value:
-        pytest.fail(
-            "LENET_FAST_DATA is not set: point it at the folder with the four MNIST .gz files "
-            "(CI sets it; locally: export LENET_FAST_DATA=/work/shared/data/mnist)",
-            pytrace=False,
-        )
-    path = Path(value)
-    missing = [n for n in GZ if not (path / n).is_file()]
-    if missing:
-        pytest.fail(f"LENET_FAST_DATA={value!r}: missing {missing}", pytrace=False)
-    return path
-
-
-@pytest.fixture(scope="module")
 def mnist(mnist_dir):
     """The four arrays (shared by many tests: do not modify them)."""
     return D.load_mnist(mnist_dir)

@@ -3,8 +3,6 @@ line; and one real SDLM pass over MNIST that must reach a known test error."""
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import pytest
 
@@ -90,15 +88,9 @@ def test_bad_training_arguments():
         train(m, x, y[:5])
 
 
-def mnist_folder() -> str:
-    data = os.environ.get("LENET_FAST_DATA")
-    assert data, "set LENET_FAST_DATA to the folder of the four MNIST .gz files"
-    return data
-
-
-def test_cli_train_and_eval(tmp_path, capsys):
+def test_cli_train_and_eval(tmp_path, capsys, mnist_dir):
     """The command line end to end: train on the first 1,000 MNIST digits, then evaluate."""
-    data = mnist_folder()
+    data = str(mnist_dir)
     out = tmp_path / "run"
     assert main(["train", "--data", data, "--passes", "2", "--limit", "1000", "--out", str(out), "--seed", "3"]) == 0
     text = capsys.readouterr().out
@@ -118,11 +110,11 @@ def test_cli_train_and_eval(tmp_path, capsys):
     assert "LENET_FAST_DATA" in capsys.readouterr().err
 
 
-def test_three_sdlm_passes_on_real_mnist():
+def test_three_sdlm_passes_on_real_mnist(mnist_dir):
     """The paper's recipe for its first 3 passes over all 60,000 MNIST digits (no
     distortions) reaches below 2.5% test error; it measures 1.5-1.9% (README), while a
     broken gradient, Hessian or schedule stays far above."""
-    tr_x, tr_y, te_x, te_y = load_mnist(mnist_folder())
+    tr_x, tr_y, te_x, te_y = load_mnist(mnist_dir)
     m = LeNet5(seed=0)
     hist = train(m, tr_x, tr_y, te_x, te_y, passes=3)
     assert hist[-1]["test_error"] < 0.025, hist
