@@ -6,10 +6,11 @@ inference and for a training step, at the batch sizes and thread counts of issue
 Validate first, then time, and say what was measured (STYLE.md habit 12):
 
 1. Every implementation builds the same network from one ``LeNet5``'s parameters. Before
-   anything is timed, each one's output (inference) or parameter update (training step) is
-   checked against ``lenet_fast.reference`` in float64. A lenet_fast disagreement aborts
-   the run (exit status 1, nothing reported); a peer that disagrees or fails to set up is
-   reported as failed, with the reason, and not timed.
+   anything is timed, each one's output (inference), or its gradients and the parameter
+   change of the timed step (training), is checked against ``lenet_fast.reference`` in
+   float64. A lenet_fast (or reference) disagreement aborts the run (exit status 1, nothing
+   reported); a peer that disagrees or fails is reported as failed, with the reason, and
+   not timed.
 2. Each measurement is warmed up, then timed ``--repeats`` times (runs of back-to-back
    calls of >= ``min_run`` seconds each); the median and min-max are reported in images/s,
    with the fraction of the CPU's FMA peak and the ratio lenet_fast / peer.
@@ -18,7 +19,7 @@ Validate first, then time, and say what was measured (STYLE.md habit 12):
 
 Usage::
 
-    python bench/bench_suite.py                      # full run (a few minutes)
+    python bench/bench_suite.py                      # full run (~2 minutes)
     python bench/bench_suite.py --quick              # CI smoke run (< 30 s), still validates
     python bench/bench_suite.py --json suite.json --peers lenet_fast,torch,onnxruntime
 
@@ -48,9 +49,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
-
 import lenet_fast
+import numpy as np
 from lenet_fast import LeNet5, tables
 from lenet_fast.model import PARAM_SHAPES, RBF_PARAM
 
@@ -68,13 +68,24 @@ PEAK_GMACS_PER_CORE = 47.0
 DEFAULT_CASES = "infer:1:1,infer:32:1,infer:256:1,infer:256:2,train:1:1,train:32:1,train:256:2"
 QUICK_CASES = "infer:1:1,infer:8:1,infer:16:2,train:1:1,train:8:1,train:16:2"
 #: Issue 4's targets for lenet_fast, images/s, by (task, batch, threads).
-TARGETS = {("infer", 1, 1): 40_000, ("infer", 32, 1): 70_000, ("infer", 256, 1): 70_000,
-           ("infer", 256, 2): 130_000, ("train", 1, 1): 15_000, ("train", 32, 1): 20_000,
-           ("train", 256, 2): 40_000}
+TARGETS = {
+    ("infer", 1, 1): 40_000,
+    ("infer", 32, 1): 70_000,
+    ("infer", 256, 1): 70_000,
+    ("infer", 256, 2): 130_000,
+    ("train", 1, 1): 15_000,
+    ("train", 32, 1): 20_000,
+    ("train", 256, 2): 40_000,
+}
 
 PEERS = ("lenet_fast", "reference", "torch", "torch.compile", "onnxruntime")
-LABELS = {"lenet_fast": "lenet_fast", "reference": "NumPy reference", "torch": "PyTorch eager",
-          "torch.compile": "PyTorch torch.compile", "onnxruntime": "ONNX Runtime"}
+LABELS = {
+    "lenet_fast": "lenet_fast",
+    "reference": "NumPy reference",
+    "torch": "PyTorch eager",
+    "torch.compile": "PyTorch torch.compile",
+    "onnxruntime": "ONNX Runtime",
+}
 
 # Tolerances against the float64 reference (see bench/README.md).
 FORWARD_TOL = 1e-4  # |y - y_ref| <= FORWARD_TOL * max(1, max|y_ref|)
@@ -87,10 +98,6 @@ VALIDATE_PATTERNS = 4  # per-pattern (batch 1) training: patterns of the validat
 
 
 class ValidationError(Exception):
-    pass
-
-
-class PeerFailed(Exception):
     pass
 
 
@@ -116,31 +123,59 @@ class Case:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         description="Validate, then time, LeNet-5 inference and training in lenet_fast and its "
-                    "peers (NumPy reference, PyTorch, ONNX Runtime)."
+        "peers (NumPy reference, PyTorch, ONNX Runtime)."
     )
-    p.add_argument("--quick", action="store_true",
-                   help="CI smoke run: small batches, 3 short runs, no torch.compile (still validates)")
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="CI smoke run: small batches, 3 short runs, no torch.compile (still validates)",
+    )
     p.add_argument("--json", metavar="PATH", help="also write the results as JSON to PATH")
-    p.add_argument("--cases", default=None,
-                   help=f"comma-separated task:batch:threads (default {DEFAULT_CASES}; "
-                        f"with --quick {QUICK_CASES})")
-    p.add_argument("--peers", default=",".join(PEERS),
-                   help=f"implementations to run, comma-separated, from {','.join(PEERS)} "
-                        "(lenet_fast always runs)")
-    p.add_argument("--repeats", type=int, default=None,
-                   help="timed runs per measurement (default 7, 3 with --quick; the NumPy "
-                        "reference gets at most 3)")
+    p.add_argument(
+        "--cases",
+        default=None,
+        help=f"comma-separated task:batch:threads (default {DEFAULT_CASES}; "
+        f"with --quick {QUICK_CASES})",
+    )
+    p.add_argument(
+        "--peers",
+        default=",".join(PEERS),
+        help=f"implementations to run, comma-separated, from {','.join(PEERS)} "
+        "(lenet_fast always runs)",
+    )
+    p.add_argument(
+        "--repeats",
+        type=int,
+        default=None,
+        help="timed runs per measurement (default 7, 3 with --quick; the NumPy "
+        "reference gets at most 3)",
+    )
     p.add_argument("--isa", default=None, help="lenet_fast ISA (default: the one chosen at import)")
-    p.add_argument("--model", metavar="PATH", help="time a saved model (LeNet5.save) instead of a "
-                   "freshly initialised one")
+    p.add_argument(
+        "--model",
+        metavar="PATH",
+        help="time a saved model (LeNet5.save) instead of a freshly initialised one",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of the initial weights (default 0)")
-    p.add_argument("--data", metavar="DIR", help="MNIST folder (default $LENET_FAST_DATA); without "
-                   "MNIST, seeded synthetic digits are used")
-    p.add_argument("--onnx-graph", choices=("auto", "torch", "helper"), default="auto",
-                   help="where ONNX Runtime's graph comes from: torch.onnx.export, the onnx helper "
-                        "API, or auto (torch when it can export, else helper)")
-    p.add_argument("--peak-gmacs", type=float, default=PEAK_GMACS_PER_CORE,
-                   help=f"fp32 FMA peak per core in G multiply-adds/s (default {PEAK_GMACS_PER_CORE:g})")
+    p.add_argument(
+        "--data",
+        metavar="DIR",
+        help="MNIST folder (default $LENET_FAST_DATA); without "
+        "MNIST, seeded synthetic digits are used",
+    )
+    p.add_argument(
+        "--onnx-graph",
+        choices=("auto", "torch", "helper"),
+        default="auto",
+        help="where ONNX Runtime's graph comes from: torch.onnx.export, the onnx helper "
+        "API, or auto (torch when it can export, else helper)",
+    )
+    p.add_argument(
+        "--peak-gmacs",
+        type=float,
+        default=PEAK_GMACS_PER_CORE,
+        help=f"fp32 FMA peak per core in G multiply-adds/s (default {PEAK_GMACS_PER_CORE:g})",
+    )
     args = p.parse_args(argv)
     if args.repeats is None:
         args.repeats = 3 if args.quick else 7
@@ -155,7 +190,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                 raise ValueError(item)
             cases.append(Case(task, int(b), int(t)))
     except ValueError:
-        p.error(f"--cases: expected task:batch:threads items with task infer or train, got {spec!r}")
+        p.error(
+            f"--cases: expected task:batch:threads items with task infer or train, got {spec!r}"
+        )
     if not cases:
         p.error("--cases: no case given")
     args.cases = list(dict.fromkeys(cases))
@@ -165,12 +202,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error(f"--peers: unknown {unknown}; choose from {','.join(PEERS)}")
     args.peers = ["lenet_fast"] + [q for q in PEERS if q in peers and q != "lenet_fast"]
     if args.isa is not None and args.isa not in lenet_fast.available_isas():
-        p.error(f"--isa {args.isa!r}: not available here (available: {lenet_fast.available_isas()})")
+        p.error(
+            f"--isa {args.isa!r}: not available here (available: {lenet_fast.available_isas()})"
+        )
     # (min seconds per timed run, warm-up seconds, patterns per call for batch-1 training)
-    args.timing = {"min_run_s": 0.002 if args.quick else 0.05,
-                   "warmup_s": 0.005 if args.quick else 0.2}
-    args.block = ({"lenet_fast": 32, "torch": 8, "torch.compile": 8, "reference": 2} if args.quick
-                  else {"lenet_fast": 512, "torch": 64, "torch.compile": 64, "reference": 8})
+    args.timing = {
+        "min_run_s": 0.002 if args.quick else 0.05,
+        "warmup_s": 0.005 if args.quick else 0.2,
+    }
+    args.block = (
+        {"lenet_fast": 32, "torch": 8, "torch.compile": 8, "reference": 2}
+        if args.quick
+        else {"lenet_fast": 512, "torch": 64, "torch.compile": 64, "reference": 8}
+    )
     return args
 
 
@@ -179,22 +223,27 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def load_inputs(args: argparse.Namespace, n: int) -> tuple[np.ndarray, np.ndarray, str]:
     """n preprocessed float32 (n,1,32,32) patterns and their labels, and where they came from:
-    the first n MNIST training digits, or seeded synthetic digits if MNIST is not found."""
-    try:
-        from lenet_fast.data import load_mnist, preprocess
+    the first n MNIST training digits (``--data``, else ``$LENET_FAST_DATA`` or the cache),
+    or, when MNIST is not found and ``--data`` was not given, seeded synthetic digits."""
+    from lenet_fast.data import load_mnist, preprocess
 
+    try:
         images, labels, _, _ = load_mnist(args.data)
         idx = np.arange(n) % images.shape[0]
         return preprocess(images[idx]), labels[idx].astype(np.intp), "MNIST training digits"
-    except Exception as e:  # noqa: BLE001 - any reason to lack MNIST means synthetic input
-        from lenet_fast.data import preprocess
-
+    except Exception as e:  # noqa: BLE001 - whatever keeps MNIST away, synthetic digits will do
+        if args.data:
+            print(f"error: --data {args.data}: cannot read MNIST there: {e}", file=sys.stderr)
+            raise SystemExit(2) from None
         rng = np.random.default_rng(1998)
         # strokes of ink on a blank page: ~20% of the pixels inked, at random intensities
         ink = rng.random((n, 28, 28)) < 0.2
         digits = (ink * rng.integers(64, 256, size=(n, 28, 28))).astype(np.uint8)
-        return (preprocess(digits), rng.integers(0, 10, size=n).astype(np.intp),
-                f"synthetic digits (MNIST not found: {type(e).__name__})")
+        return (
+            preprocess(digits),
+            rng.integers(0, 10, size=n).astype(np.intp),
+            f"synthetic digits (MNIST not found: {type(e).__name__})",
+        )
 
 
 def sdlm_steps(model: LeNet5, x: np.ndarray, labels: np.ndarray) -> dict[str, np.ndarray]:
@@ -223,8 +272,13 @@ class BlasThreads:
             pass
         try:
             with open("/proc/self/maps", encoding="utf-8") as f:
-                libs = sorted({line.split()[-1] for line in f if "openblas" in line.lower()
-                               and line.split()[-1].startswith("/")})
+                libs = sorted(
+                    {
+                        line.split()[-1]
+                        for line in f
+                        if "openblas" in line.lower() and line.split()[-1].startswith("/")
+                    }
+                )
         except OSError:
             libs = []
         for path in libs:
@@ -232,8 +286,12 @@ class BlasThreads:
                 lib = ctypes.CDLL(path)
             except OSError:
                 continue
-            for sym in ("scipy_openblas_set_num_threads64_", "scipy_openblas_set_num_threads",
-                        "openblas_set_num_threads64_", "openblas_set_num_threads"):
+            for sym in (
+                "scipy_openblas_set_num_threads64_",
+                "scipy_openblas_set_num_threads",
+                "openblas_set_num_threads64_",
+                "openblas_set_num_threads",
+            ):
                 if hasattr(lib, sym):
                     fn = getattr(lib, sym)
                     fn.argtypes = [ctypes.c_int]
@@ -268,9 +326,14 @@ def measure(fn: Callable[[], Any], repeats: int, min_run_s: float, warmup_s: flo
         for _ in range(n_calls):
             fn()
         samples.append((clock() - t0) / n_calls)
-    return {"median_s": statistics.median(samples), "min_s": min(samples),
-            "max_s": max(samples), "calls_per_run": n_calls, "runs": repeats,
-            "samples_s": samples}
+    return {
+        "median_s": statistics.median(samples),
+        "min_s": min(samples),
+        "max_s": max(samples),
+        "calls_per_run": n_calls,
+        "runs": repeats,
+        "samples_s": samples,
+    }
 
 
 # ------------------------------------------------------------------------------ float64 truth
@@ -292,10 +355,13 @@ class Truth:
         return self.model.gradients(x.astype(np.float64), labels)[1]
 
     def sgd_delta(self, x: np.ndarray, labels: np.ndarray, lr: float) -> dict[str, np.ndarray]:
-        return {k: -np.float32(lr).astype(np.float64) * v for k, v in self.gradients(x, labels).items()}
+        return {
+            k: -np.float32(lr).astype(np.float64) * v for k, v in self.gradients(x, labels).items()
+        }
 
-    def sdlm_delta(self, x: np.ndarray, labels: np.ndarray, steps: dict[str, np.ndarray]
-                   ) -> dict[str, np.ndarray]:
+    def sdlm_delta(
+        self, x: np.ndarray, labels: np.ndarray, steps: dict[str, np.ndarray]
+    ) -> dict[str, np.ndarray]:
         m = self.model.copy()
         start = {k: v.copy() for k, v in m.params.items()}
         for i in range(x.shape[0]):
@@ -314,8 +380,10 @@ def check_forward(what: str, got: Any, want: np.ndarray) -> float:
     err = np.abs(g.astype(np.float64) - want)
     if not np.all(np.isfinite(g)) or not err.max(initial=0.0) <= tol:
         j = np.unravel_index(int(np.nanargmax(np.where(np.isfinite(err), err, np.inf))), err.shape)
-        raise ValidationError(f"{what}: disagrees with the float64 reference at {tuple(map(int, j))}: "
-                              f"got {float(g[j])!r}, want {float(want[j])!r} (tolerance {tol:.3g})")
+        raise ValidationError(
+            f"{what}: disagrees with the float64 reference at {tuple(map(int, j))}: "
+            f"got {float(g[j])!r}, want {float(want[j])!r} (tolerance {tol:.3g})"
+        )
     return float(err.max(initial=0.0) / tol)
 
 
@@ -328,18 +396,27 @@ def check_gradients(what: str, got: dict[str, np.ndarray], want: dict[str, np.nd
     for k, w in want.items():
         g = np.asarray(got[k], dtype=np.float64)
         if g.shape != w.shape:
-            raise ValidationError(f"{what}: gradient of {k} has shape {g.shape}, reference {w.shape}")
+            raise ValidationError(
+                f"{what}: gradient of {k} has shape {g.shape}, reference {w.shape}"
+            )
         tol = GRAD_TOL * max(float(np.abs(w).max(initial=0.0)), 1e-30)
         err = float(np.abs(g - w).max(initial=0.0)) if np.all(np.isfinite(g)) else math.inf
         if not err <= tol:
-            raise ValidationError(f"{what}: the gradient of {k} disagrees with the float64 "
-                                  f"reference: max |err| {err:.3g} > tolerance {tol:.3g}")
+            raise ValidationError(
+                f"{what}: the gradient of {k} disagrees with the float64 "
+                f"reference: max |err| {err:.3g} > tolerance {tol:.3g}"
+            )
         worst = max(worst, err / tol)
     return worst
 
 
-def check_update(what: str, start: dict[str, np.ndarray], after: dict[str, np.ndarray],
-                 want: dict[str, np.ndarray], steps: int) -> float:
+def check_update(
+    what: str,
+    start: dict[str, np.ndarray],
+    after: dict[str, np.ndarray],
+    want: dict[str, np.ndarray],
+    steps: int,
+) -> float:
     """Raise ValidationError unless each parameter's change (after - start, in float64)
     matches the reference's change ``want``; return the worst err / tol.
 
@@ -353,12 +430,16 @@ def check_update(what: str, start: dict[str, np.ndarray], after: dict[str, np.nd
         if d.shape != w.shape:
             raise ValidationError(f"{what}: {k} has shape {d.shape}, reference {w.shape}")
         big = float(np.abs(start[k]).max(initial=0.0)) + float(np.abs(w).max(initial=0.0))
-        tol = UPDATE_TOL * float(np.abs(w).max(initial=0.0)) + steps * 0.5 * float(np.spacing(np.float32(big)))
+        tol = UPDATE_TOL * float(np.abs(w).max(initial=0.0)) + steps * 0.5 * float(
+            np.spacing(np.float32(big))
+        )
         err = float(np.abs(d - w).max(initial=0.0)) if np.all(np.isfinite(d)) else math.inf
         if not err <= tol:
-            raise ValidationError(f"{what}: the update of {k} disagrees with the float64 reference: "
-                                  f"max |err| {err:.3g} > tolerance {tol:.3g} (max |update| "
-                                  f"{float(np.abs(w).max()):.3g})")
+            raise ValidationError(
+                f"{what}: the update of {k} disagrees with the float64 reference: "
+                f"max |err| {err:.3g} > tolerance {tol:.3g} (max |update| "
+                f"{float(np.abs(w).max()):.3g})"
+            )
         worst = max(worst, err / tol if tol > 0 else 0.0)
     return worst
 
@@ -400,8 +481,10 @@ class LenetFastImpl(Impl):
     def __init__(self, model: LeNet5, steps: dict[str, np.ndarray]) -> None:
         self.model, self.steps = model, steps
         self.version = lenet_fast.__version__
-        self.note = ("forward: model.forward(x); training at batch 1: lenet_fast.fused.sdlm_pass "
-                     "over a block of patterns; at batch b: model.gradients + params -= lr*g")
+        self.note = (
+            "forward: model.forward(x); training at batch 1: lenet_fast.fused.sdlm_pass "
+            "over a block of patterns; at batch b: model.gradients + params -= lr*g"
+        )
 
     def set_threads(self, n: int) -> None:
         lenet_fast.set_num_threads(n)
@@ -423,8 +506,10 @@ class ReferenceImpl(LenetFastImpl):
         super().__init__(m, steps)
         self.blas = blas
         self.version = f"numpy {np.__version__}"
-        self.note = ("LeNet5(backend='reference'): lenet_fast.reference, NumPy, float64 inside; "
-                     f"BLAS threads: {blas.how}")
+        self.note = (
+            "LeNet5(backend='reference'): lenet_fast.reference, NumPy, float64 inside; "
+            f"BLAS threads: {blas.how}"
+        )
 
     def set_threads(self, n: int) -> None:
         self.blas.set(n)
@@ -436,7 +521,9 @@ class ReferenceImpl(LenetFastImpl):
 class _NumpyTrainer:
     """lenet_fast (fused SDLM pass at batch 1) or the reference (Python loop at batch 1)."""
 
-    def __init__(self, model: LeNet5, steps: dict[str, np.ndarray], batch: int, fused: bool) -> None:
+    def __init__(
+        self, model: LeNet5, steps: dict[str, np.ndarray], batch: int, fused: bool
+    ) -> None:
         self.model, self.steps, self.batch, self.fused = model, steps, batch, fused
 
     def load(self, params: dict[str, np.ndarray]) -> None:
@@ -492,14 +579,20 @@ class TorchImpl(Impl):
         self.torch = torch
         self.model, self.steps, self.compile = model, steps, compile
         self.key = "torch.compile" if compile else "torch"
-        self.version = f"torch {torch.__version__} ({torch.backends.cpu.get_cpu_capability()} kernels)"
+        self.version = (
+            f"torch {torch.__version__} ({torch.backends.cpu.get_cpu_capability()} kernels)"
+        )
         self.net = build_torch_net(model)
         self._infer_fn: Any = None
-        self.note = ("torch.compile(dynamic=False) of the eager network (inference, and the "
-                     "loss for training; backward through AOTAutograd; optimizer eager)" if compile else
-                     "nn.Conv2d C1/C5, dense Conv2d C3 with Table I mask, avg_pool2d*4 x coef + bias, "
-                     "Linear F6, RBF as sum((x-c)^2); torch.inference_mode; SGD(foreach) / SDLM via "
-                     "_foreach_addcmul_")
+        self.note = (
+            "torch.compile(dynamic=False) of the eager network (inference, and the "
+            "loss for training; backward through AOTAutograd; optimizer eager)"
+            if compile
+            else "nn.Conv2d C1/C5, dense Conv2d C3 with Table I mask, "
+            f"avg_pool2d{' * 4' if model.options['subsample'] == 'sum' else ''} x coef + bias, "
+            "Linear F6, RBF as sum((x-c)^2); torch.inference_mode; SGD(foreach) / SDLM via "
+            "_foreach_addcmul_"
+        )
         if compile:
             import torch._dynamo
 
@@ -591,10 +684,20 @@ def torch_named_params(net: Any) -> dict[str, Any]:
     """lenet_fast parameter name -> the torch tensor holding it (C3: the dense (16,6,5,5))."""
     import torch
 
-    d = {"c1.w": net.c1.weight, "c1.b": net.c1.bias, "s2.coef": net.s2_coef,
-         "s2.bias": net.s2_bias, "c3.w": net.c3.weight, "c3.b": net.c3.bias,
-         "s4.coef": net.s4_coef, "s4.bias": net.s4_bias, "c5.w": net.c5.weight,
-         "c5.b": net.c5.bias, "f6.w": net.f6.weight, "f6.b": net.f6.bias}
+    d = {
+        "c1.w": net.c1.weight,
+        "c1.b": net.c1.bias,
+        "s2.coef": net.s2_coef,
+        "s2.bias": net.s2_bias,
+        "c3.w": net.c3.weight,
+        "c3.b": net.c3.bias,
+        "s4.coef": net.s4_coef,
+        "s4.bias": net.s4_bias,
+        "c5.w": net.c5.weight,
+        "c5.b": net.c5.bias,
+        "f6.w": net.f6.weight,
+        "f6.b": net.f6.bias,
+    }
     if isinstance(net.rbf_c, torch.nn.Parameter):
         d[RBF_PARAM] = net.rbf_c
     return d
@@ -664,8 +767,10 @@ class _TorchTrainer:
         self.loss_fn = torch.compile(loss_fn, dynamic=False) if impl.compile else loss_fn
         self.opt = torch.optim.SGD(self.plist, lr=SGD_LR, foreach=True)
         steps = {k: dense_c3(v) if k == "c3.w" else v for k, v in impl.steps.items()}
-        self.eps = [torch.from_numpy(np.ascontiguousarray(steps[k], np.float32)).reshape(t.shape)
-                    for k, t in self.tparams.items()]
+        self.eps = [
+            torch.from_numpy(np.ascontiguousarray(steps[k], np.float32)).reshape(t.shape)
+            for k, t in self.tparams.items()
+        ]
 
     def load(self, params: dict[str, np.ndarray]) -> None:
         load_torch_params(self.net, params)
@@ -676,7 +781,9 @@ class _TorchTrainer:
     def gradients(self, x: np.ndarray, labels: np.ndarray) -> dict[str, np.ndarray]:
         for q in self.plist:
             q.grad = None
-        self.loss_fn(self.torch.from_numpy(x), self.torch.from_numpy(labels.astype(np.int64))).backward()
+        self.loss_fn(
+            self.torch.from_numpy(x), self.torch.from_numpy(labels.astype(np.int64))
+        ).backward()
         grads = {k: t.grad.numpy().copy() for k, t in self.tparams.items()}
         for q in self.plist:
             q.grad = None
@@ -704,6 +811,7 @@ class _TorchTrainer:
                             for q, g, e in zip(plist, grads, eps):
                                 q.addcmul_(g, e, value=-1.0)
         else:
+
             def run() -> None:
                 opt.zero_grad(set_to_none=True)
                 loss_fn(xt, lt).backward()
@@ -731,11 +839,13 @@ class OrtImpl(Impl):
             try:
                 export_torch_onnx(model, self.path)
                 self.source = "torch.onnx.export (TorchScript exporter, dynamo=False)"
-            except Exception as e:  # noqa: BLE001 - any exporter failure: build the graph directly
+            except Exception as e:
                 if graph == "torch":
                     raise
-                why_not_torch = (f" (torch.onnx.export unavailable: {type(e).__name__}: "
-                                 f"{str(e).splitlines()[0][:120] if str(e) else ''})")
+                why_not_torch = (
+                    f" (torch.onnx.export unavailable: {type(e).__name__}: "
+                    f"{str(e).splitlines()[0][:120] if str(e) else ''})"
+                )
         if graph == "helper" or why_not_torch:
             build_onnx_graph(model, self.path)
             self.source = "the onnx helper API" + why_not_torch
@@ -756,8 +866,9 @@ class OrtImpl(Impl):
             so.inter_op_num_threads = 1
             so.execution_mode = self.ort.ExecutionMode.ORT_SEQUENTIAL
             so.graph_optimization_level = self.ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-            self.sessions[n] = self.ort.InferenceSession(str(self.path), so,
-                                                         providers=["CPUExecutionProvider"])
+            self.sessions[n] = self.ort.InferenceSession(
+                str(self.path), so, providers=["CPUExecutionProvider"]
+            )
         return self.sessions[n]
 
     def infer(self, x: np.ndarray) -> Callable[[], Any]:
@@ -782,9 +893,16 @@ def export_torch_onnx(model: LeNet5, path: Path) -> None:
     x = torch.zeros(2, 1, 32, 32)
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
-        torch.onnx.export(net, (x,), str(path), dynamo=False, input_names=["x"],
-                          output_names=["y"], dynamic_axes={"x": {0: "N"}, "y": {0: "N"}},
-                          opset_version=17)
+        torch.onnx.export(
+            net,
+            (x,),
+            str(path),
+            dynamo=False,
+            input_names=["x"],
+            output_names=["y"],
+            dynamic_axes={"x": {0: "N"}, "y": {0: "N"}},
+            opset_version=17,
+        )
 
 
 def build_onnx_graph(model: LeNet5, path: Path) -> None:
@@ -808,18 +926,28 @@ def build_onnx_graph(model: LeNet5, path: Path) -> None:
         return out
 
     def conv(a: str, w: np.ndarray, b: np.ndarray, out: str) -> str:
-        nodes.append(helper.make_node("Conv", [a, const(out + "_w", w), const(out + "_b", b)],
-                                      [out + "_c"]))
+        nodes.append(
+            helper.make_node("Conv", [a, const(out + "_w", w), const(out + "_b", b)], [out + "_c"])
+        )
         return squash(out + "_c", out)
 
     def subsample(a: str, coef: np.ndarray, bias: np.ndarray, out: str) -> str:
         c = len(coef)
-        nodes.append(helper.make_node("AveragePool", [a], [out + "_p"], kernel_shape=[2, 2],
-                                      strides=[2, 2]))
-        nodes.append(helper.make_node("Mul", [out + "_p", const(out + "_k", (sub_scale * coef)
-                                                                 .reshape(1, c, 1, 1))], [out + "_q"]))
-        nodes.append(helper.make_node("Add", [out + "_q", const(out + "_d", bias.reshape(1, c, 1, 1))],
-                                      [out + "_r"]))
+        nodes.append(
+            helper.make_node("AveragePool", [a], [out + "_p"], kernel_shape=[2, 2], strides=[2, 2])
+        )
+        nodes.append(
+            helper.make_node(
+                "Mul",
+                [out + "_p", const(out + "_k", (sub_scale * coef).reshape(1, c, 1, 1))],
+                [out + "_q"],
+            )
+        )
+        nodes.append(
+            helper.make_node(
+                "Add", [out + "_q", const(out + "_d", bias.reshape(1, c, 1, 1))], [out + "_r"]
+            )
+        )
         return squash(out + "_r", out)
 
     a = conv("x", p["c1.w"], p["c1.b"], "c1")
@@ -828,8 +956,11 @@ def build_onnx_graph(model: LeNet5, path: Path) -> None:
     a = subsample(a, p["s4.coef"], p["s4.bias"], "s4")
     a = conv(a, p["c5.w"], p["c5.b"], "c5")
     nodes.append(helper.make_node("Flatten", [a], ["h5"], axis=1))
-    nodes.append(helper.make_node("Gemm", ["h5", const("f6_w", p["f6.w"]), const("f6_b", p["f6.b"])],
-                                  ["f6_l"], transB=1))
+    nodes.append(
+        helper.make_node(
+            "Gemm", ["h5", const("f6_w", p["f6.w"]), const("f6_b", p["f6.b"])], ["f6_l"], transB=1
+        )
+    )
     a = squash("f6_l", "f6")
     inits.append(numpy_helper.from_array(np.array([1], np.int64), "ax1"))
     inits.append(numpy_helper.from_array(np.array([2], np.int64), "ax2"))
@@ -838,7 +969,8 @@ def build_onnx_graph(model: LeNet5, path: Path) -> None:
     nodes.append(helper.make_node("Mul", ["rd", "rd"], ["rd2"]))
     nodes.append(helper.make_node("ReduceSum", ["rd2", "ax2"], ["y"], keepdims=0))
     graph = helper.make_graph(
-        nodes, "lenet5",
+        nodes,
+        "lenet5",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 1, 32, 32])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 10])],
         initializer=inits,
@@ -853,11 +985,22 @@ def build_onnx_graph(model: LeNet5, path: Path) -> None:
 
 def _git(*cmd: str) -> str | None:
     try:
-        out = subprocess.run(["git", *cmd], cwd=Path(__file__).resolve().parent,
-                             capture_output=True, text=True, timeout=10, check=True)
+        out = subprocess.run(
+            ["git", *cmd],
+            cwd=Path(__file__).resolve().parent,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        )
         return out.stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return None
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0][:300] if text else "(no message)"
 
 
 def _load() -> float | None:
@@ -876,8 +1019,9 @@ def _version(module: str) -> str | None:
         return None
 
 
-def machine_facts(args: argparse.Namespace, blas: BlasThreads, data_source: str,
-                  model: LeNet5) -> dict:
+def machine_facts(
+    args: argparse.Namespace, blas: BlasThreads, data_source: str, model: LeNet5
+) -> dict:
     info = lenet_fast.info()
     dirty = _git("status", "--porcelain", "--untracked-files=no")
     cpu_flags = ""
@@ -933,35 +1077,53 @@ def _ms(s: float) -> str:
 
 
 def summary_table(cases: list[Case], impls: list[str], rows: dict, status: dict) -> list[str]:
-    head = "| implementation | " + " | ".join(
-        f"{'infer' if c.task == 'infer' else 'train'} b={c.batch}, {c.threads} thr" for c in cases) + " |"
+    head = (
+        "| implementation | "
+        + " | ".join(
+            f"{'infer' if c.task == 'infer' else 'train'} b={c.batch}, {c.threads} thr"
+            for c in cases
+        )
+        + " |"
+    )
     out = [head, "|---|" + "---:|" * len(cases)]
     for key in impls:
         cells = []
         for c in cases:
             r = rows.get((key, c.key))
-            cells.append(_rate(r["images_per_s"]) if r and r.get("images_per_s") else
-                         (r or {}).get("why", status.get(key, "-")))
+            cells.append(
+                _rate(r["images_per_s"])
+                if r and r.get("images_per_s")
+                else (r or {}).get("why", status.get(key, "-"))
+            )
         out.append(f"| {LABELS[key]} | " + " | ".join(cells) + " |")
     if any((c.task, c.batch, c.threads) in TARGETS for c in cases):
-        out.append("| *target for lenet_fast (issue 4)* | " + " | ".join(
-            _rate(TARGETS.get((c.task, c.batch, c.threads))) for c in cases) + " |")
+        out.append(
+            "| *target for lenet_fast (issue 4)* | "
+            + " | ".join(_rate(TARGETS.get((c.task, c.batch, c.threads))) for c in cases)
+            + " |"
+        )
     return out
 
 
 def detail_table(cases: list[Case], impls: list[str], rows: dict) -> list[str]:
-    out = ["| case | implementation | median images/s | min-max images/s | median ms/step "
-           "| % of FMA peak | lenet_fast / this |",
-           "|---|---|---:|---:|---:|---:|---:|"]
+    out = [
+        (
+            "| case | implementation | median images/s | min-max images/s | median ms/step "
+            "| % of FMA peak | lenet_fast / this |"
+        ),
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
     for c in cases:
         for key in impls:
             r = rows.get((key, c.key))
             if not r or r.get("images_per_s") is None:
                 continue
             ratio = "-" if key == "lenet_fast" or r["ratio"] is None else f"{r['ratio']:.2f}x"
-            out.append(f"| {c.label} | {LABELS[key]} | {_rate(r['images_per_s'])} | "
-                       f"{_rate(r['images_per_s_min'])}-{_rate(r['images_per_s_max'])} | "
-                       f"{_ms(r['s_per_step'])} | {100 * r['peak_fraction']:.1f}% | {ratio} |")
+            out.append(
+                f"| {c.label} | {LABELS[key]} | {_rate(r['images_per_s'])} | "
+                f"{_rate(r['images_per_s_min'])}-{_rate(r['images_per_s_max'])} | "
+                f"{_ms(r['s_per_step'])} | {100 * r['peak_fraction']:.1f}% | {ratio} |"
+            )
     return out
 
 
@@ -1000,7 +1162,9 @@ def run(args: argparse.Namespace) -> int:
                 impls[key] = OrtImpl(model, args.onnx_graph)
         except ImportError as e:
             status[key] = "not installed"
-            notes.append(f"{LABELS[key]}: not installed ({e}); `pip install \".[bench]\"` installs it")
+            notes.append(
+                f'{LABELS[key]}: not installed ({e}); `pip install ".[bench]"` installs it'
+            )
         except Exception as e:  # noqa: BLE001
             status[key] = "failed"
             notes.append(f"{LABELS[key]}: failed to set up: {type(e).__name__}: {e}")
@@ -1008,103 +1172,155 @@ def run(args: argparse.Namespace) -> int:
         status.setdefault(key, impl.version)
 
     def data_for(case: Case, key: str, validate: bool) -> tuple[np.ndarray, np.ndarray]:
-        n = case.batch if case.task == "infer" or case.batch > 1 else (
-            VALIDATE_PATTERNS if validate else args.block.get(key, 8))
+        n = (
+            case.batch
+            if case.task == "infer" or case.batch > 1
+            else (VALIDATE_PATTERNS if validate else args.block.get(key, 8))
+        )
         return x_all[:n], lab_all[:n]
 
     # ---- 1. validate everything against the float64 reference
     validation: list[dict] = []
     trainers: dict[tuple[str, int], Any] = {}
     truth_cache: dict[tuple, Any] = {}
-    failed: dict[str, str] = {}
+    broken: dict[tuple[str, str], str] = {}  # (impl, case) -> why it is not timed
+
+    def validate(key: str, impl: Impl, c: Case) -> None:
+        impl.set_threads(c.threads)
+        x, lab = data_for(c, key, validate=True)
+        what = f"{LABELS[key]}, {c.label}"
+        if c.task == "infer":
+            tk = ("infer", x.shape[0])
+            if tk not in truth_cache:
+                truth_cache[tk] = truth.forward(x)
+            worst = check_forward(what, impl.infer(x)(), truth_cache[tk])
+            validation.append(
+                {
+                    "impl": key,
+                    "case": c.key,
+                    "kind": "output",
+                    "checked": "penalties (N,10)",
+                    "worst_err_over_tol": worst,
+                }
+            )
+            return
+        tk = ("train", c.batch, x.shape[0])
+        if tk not in truth_cache:
+            truth_cache[tk] = (
+                truth.gradients(x[: c.batch], lab[: c.batch]),
+                truth.sdlm_delta(x, lab, steps)
+                if c.batch == 1
+                else truth.sgd_delta(x, lab, SGD_LR),
+            )
+        want_g, want_d = truth_cache[tk]
+        if (key, c.batch) not in trainers:
+            trainers[(key, c.batch)] = impl.trainer(c.batch)
+        tr = trainers[(key, c.batch)]
+        tr.load(start)
+        # (a) the gradients of the batch-mean loss, computed by the code the step runs
+        worst = check_gradients(what, tr.gradients(x[: c.batch], lab[: c.batch]), want_g)
+        validation.append(
+            {
+                "impl": key,
+                "case": c.key,
+                "kind": "gradients",
+                "checked": f"gradients of the loss on {c.batch} pattern(s)",
+                "worst_err_over_tol": worst,
+            }
+        )
+        # (b) the timed step itself: the parameters' change from the same start
+        tr.data(x, lab)
+        tr.run()
+        worst = check_update(
+            what, start, tr.params(), want_d, steps=x.shape[0] if c.batch == 1 else 1
+        )
+        validation.append(
+            {
+                "impl": key,
+                "case": c.key,
+                "kind": "update",
+                "checked": (
+                    f"parameter change after {x.shape[0]} per-pattern SDLM steps"
+                    if c.batch == 1
+                    else f"parameter change after one SGD step (lr {SGD_LR:g})"
+                ),
+                "worst_err_over_tol": worst,
+            }
+        )
+
     for key, impl in impls.items():
-        try:
-            for c in cases:
-                if impl.supports(c) is not None:
-                    continue
-                impl.set_threads(c.threads)
-                x, lab = data_for(c, key, validate=True)
-                what = f"{LABELS[key]}, {c.label}"
-                if c.task == "infer":
-                    tk = ("infer", x.shape[0])
-                    if tk not in truth_cache:
-                        truth_cache[tk] = truth.forward(x)
-                    worst = check_forward(what, impl.infer(x)(), truth_cache[tk])
-                    kind = "penalties (N,10)"
-                else:
-                    tk = ("train", c.batch, x.shape[0])
-                    if tk not in truth_cache:
-                        xb, lb = x[: c.batch], lab[: c.batch]
-                        truth_cache[tk] = (
-                            truth.gradients(xb, lb),
-                            truth.sdlm_delta(x, lab, steps) if c.batch == 1
-                            else truth.sgd_delta(x, lab, SGD_LR))
-                    want_g, want_d = truth_cache[tk]
-                    tr = trainers.get((key, c.batch)) or impl.trainer(c.batch)
-                    trainers[(key, c.batch)] = tr
-                    tr.load(start)
-                    # (a) the gradients of the batch-mean loss, by the code the step runs
-                    worst = check_gradients(what, tr.gradients(x[: c.batch], lab[: c.batch]), want_g)
-                    validation.append({"impl": key, "case": c.key, "kind": "gradients",
-                                       "checked": f"gradients of the loss on {c.batch} pattern(s)",
-                                       "worst_err_over_tol": worst})
-                    # (b) the timed step itself: the parameters' change
-                    tr.data(x, lab)
-                    tr.run()
-                    worst = check_update(what, start, tr.params(), want_d,
-                                         steps=x.shape[0] if c.batch == 1 else 1)
-                    kind = (f"parameter change after {x.shape[0]} per-pattern SDLM steps"
-                            if c.batch == 1 else f"parameter change after one SGD step (lr {SGD_LR:g})")
-                    kind_key = "update"
-                if c.task == "infer":
-                    kind_key = "output"
-                validation.append({"impl": key, "case": c.key, "kind": kind_key, "checked": kind,
-                                   "worst_err_over_tol": worst})
-            if key == "lenet_fast" and any(c.task == "train" and c.batch == 1 for c in cases):
+        for c in cases:
+            if impl.supports(c) is not None:
+                continue
+            try:
+                validate(key, impl, c)
+            except ValidationError as e:
+                if key in ("lenet_fast", "reference"):
+                    print(f"\nVALIDATION FAILED, nothing is reported: {e}", file=sys.stderr)
+                    return 1
+                broken[(key, c.key)] = f"failed validation: {e}"
+            except Exception as e:  # a peer that breaks is reported, not fatal
+                if key in ("lenet_fast", "reference"):
+                    raise
+                broken[(key, c.key)] = f"failed: {type(e).__name__}: {_first_line(e)}"
+                if os.environ.get("LENET_FAST_BENCH_DEBUG"):
+                    traceback.print_exc()
+        if key == "lenet_fast" and any(c.task == "train" and c.batch == 1 for c in cases):
+            try:
                 validation.append(check_fused_vs_loop(model, steps, x_all, lab_all))
-        except ValidationError as e:
-            if key in ("lenet_fast", "reference"):
+            except ValidationError as e:
                 print(f"\nVALIDATION FAILED, nothing is reported: {e}", file=sys.stderr)
                 return 1
-            failed[key] = f"failed validation: {e}"
-        except Exception as e:  # noqa: BLE001 - a peer that breaks is reported, not fatal
-            if key in ("lenet_fast", "reference"):
-                raise
-            failed[key] = f"failed: {type(e).__name__}: {str(e).splitlines()[0][:300]}"
-            if os.environ.get("LENET_FAST_BENCH_DEBUG"):
-                traceback.print_exc()
-    for key, why in failed.items():
-        status[key] = "failed"
-        notes.append(f"{LABELS[key]}: {why}; not timed")
-        impls.pop(key).close()
-        trainers = {k: v for k, v in trainers.items() if k[0] != key}
 
     # ---- 2. time: one implementation at a time, so only its thread pool is busy
     rows: dict[tuple[str, str], dict] = {}
     for key, impl in impls.items():
         for c in cases:
             why = impl.supports(c)
-            if why is not None:
-                rows[(key, c.key)] = {"impl": key, "case": c.key, "why": "-", "reason": why}
+            if why is not None or (key, c.key) in broken:
+                rows[(key, c.key)] = {
+                    "impl": key,
+                    "case": c.key,
+                    "why": "-" if why is not None else "failed",
+                    "reason": why or broken[(key, c.key)],
+                }
                 continue
-            impl.set_threads(c.threads)
-            x, lab = data_for(c, key, validate=False)
-            if c.task == "infer":
-                fn, images = impl.infer(x), x.shape[0]
-            else:
-                tr = trainers[(key, c.batch)]
-                tr.load(start)
-                images = tr.data(x, lab)
-                fn = tr.run
-            repeats = min(args.repeats, 3) if key == "reference" else args.repeats
-            warm = 0.0 if key == "reference" else args.timing["warmup_s"]
-            gc.collect()
-            m = measure(fn, repeats, args.timing["min_run_s"], warm)
+            try:
+                impl.set_threads(c.threads)
+                x, lab = data_for(c, key, validate=False)
+                if c.task == "infer":
+                    fn, images = impl.infer(x), x.shape[0]
+                else:
+                    tr = trainers[(key, c.batch)]
+                    tr.load(start)
+                    images = tr.data(x, lab)
+                    fn = tr.run
+                repeats = min(args.repeats, 3) if key == "reference" else args.repeats
+                warm = 0.0 if key == "reference" else args.timing["warmup_s"]
+                gc.collect()
+                m = measure(fn, repeats, args.timing["min_run_s"], warm)
+            except Exception as e:
+                if key in ("lenet_fast", "reference"):
+                    raise
+                broken[(key, c.key)] = f"failed while timed: {type(e).__name__}: {_first_line(e)}"
+                rows[(key, c.key)] = {
+                    "impl": key,
+                    "case": c.key,
+                    "why": "failed",
+                    "reason": broken[(key, c.key)],
+                }
+                continue
             ips = images / m["median_s"]
             rows[(key, c.key)] = {
-                "impl": key, "case": c.key, "task": c.task, "batch": c.batch, "threads": c.threads,
-                "images_per_call": images, **m,
-                "images_per_s": ips, "images_per_s_min": images / m["max_s"],
+                "impl": key,
+                "case": c.key,
+                "task": c.task,
+                "batch": c.batch,
+                "threads": c.threads,
+                "images_per_call": images,
+                **m,
+                "images_per_s": ips,
+                "images_per_s_min": images / m["max_s"],
                 "images_per_s_max": images / m["min_s"],
                 "s_per_step": m["median_s"] * c.batch / images,
                 "macs_per_image": MACS[c.task],
@@ -1112,6 +1328,11 @@ def run(args: argparse.Namespace) -> int:
             }
         impl.set_threads(1)
         impl.close()
+    for (key, ck), why in broken.items():
+        notes.append(f"{LABELS[key]}, {ck}: {why}; not timed")
+    for key, impl in impls.items():
+        if all((key, c.key) in broken for c in cases if impl.supports(c) is None):
+            status[key] = "failed"
     for (key, ck), r in rows.items():
         base = rows.get(("lenet_fast", ck), {}).get("images_per_s")
         r["ratio"] = base / r["images_per_s"] if base and r.get("images_per_s") else None
@@ -1119,24 +1340,38 @@ def run(args: argparse.Namespace) -> int:
     # ---- 3. report
     elapsed = time.perf_counter() - t_start
     order = [k for k in PEERS if k in args.peers]
-    commit = facts["git_commit"] + (" (working tree modified)" if facts["git_tree_modified"] else "")
+    commit = facts["git_commit"] + (
+        " (working tree modified)" if facts["git_tree_modified"] else ""
+    )
     worst_of = {}
     for v in validation:
-        if v["kind"] not in worst_of or v["worst_err_over_tol"] > worst_of[v["kind"]]["worst_err_over_tol"]:
+        if (
+            v["kind"] not in worst_of
+            or v["worst_err_over_tol"] > worst_of[v["kind"]]["worst_err_over_tol"]
+        ):
             worst_of[v["kind"]] = v
     worst_text = "; ".join(
         f"{what} {worst_of[k]['worst_err_over_tol']:.2g} ({LABELS[worst_of[k]['impl']]}, {worst_of[k]['case']})"
-        for k, what in (("output", "outputs"), ("gradients", "gradients"), ("update", "parameter updates"))
-        if k in worst_of)
+        for k, what in (
+            ("output", "outputs"),
+            ("gradients", "gradients"),
+            ("update", "parameter updates"),
+        )
+        if k in worst_of
+    )
     lines = [
         "# lenet_fast benchmark suite: LeNet-5 inference and training",
         "",
-        f"- CPU: {facts['cpu']} ({facts['machine']}, {facts['cores']} logical cores; "
-        f"{facts['cpu_flags'] or 'no AVX2'}); FMA peak assumed {args.peak_gmacs:g} G "
-        "multiply-adds/s per core",
-        f"- lenet_fast {facts['lenet_fast_version']}, ISA {facts['isa']} (available: "
-        f"{', '.join(facts['available_isas'])}), {facts['compiler']}, OpenMP {facts['openmp']}; "
-        f"git commit {commit}",
+        (
+            f"- CPU: {facts['cpu']} ({facts['machine']}, {facts['cores']} logical cores; "
+            f"{facts['cpu_flags'] or 'no AVX2'}); FMA peak assumed {args.peak_gmacs:g} G "
+            "multiply-adds/s per core"
+        ),
+        (
+            f"- lenet_fast {facts['lenet_fast_version']}, ISA {facts['isa']} (available: "
+            f"{', '.join(facts['available_isas'])}), {facts['compiler']}, OpenMP {facts['openmp']}; "
+            f"git commit {commit}"
+        ),
         f"- Python {facts['python_version']}, numpy {facts['numpy_version']} (BLAS threads: "
         f"{blas.how}), " + ", ".join(f"{LABELS[k]}: {status.get(k, 'not run')}" for k in order[1:]),
         f"- model: {facts['model']}, options {facts['model_options']}; input: {data_source}",
@@ -1147,8 +1382,11 @@ def run(args: argparse.Namespace) -> int:
         f"- date: {facts['date']}",
         "",
         f"Validation: {len(validation)} checks passed"
-        + (" (the fused SDLM pass equals the Python loop bit for bit)" if any(
-            "bitwise" in v["checked"] for v in validation) else "")
+        + (
+            " (the fused SDLM pass equals the Python loop bit for bit)"
+            if any("bitwise" in v["checked"] for v in validation)
+            else ""
+        )
         + f"; worst |err| / tolerance: {worst_text}.",
         "",
         "## Median images/s",
@@ -1159,18 +1397,25 @@ def run(args: argparse.Namespace) -> int:
         "",
         *detail_table(cases, order, rows),
         "",
-        f"Training step: at batch 1 the per-pattern SDLM update (forward, backward, "
-        f"p -= eps*grad), at batch b one SGD step (lr {SGD_LR:g}) on the batch-mean loss "
-        f"({model.options['loss']}). % of FMA peak = images/s x {MACS['infer']:,} (inference) "
-        f"or {MACS['train']:,} (training) multiply-adds / ({args.peak_gmacs:g}e9 x threads). "
-        "'lenet_fast / this' > 1: lenet_fast is faster.",
+        (
+            f"Training step: at batch 1 the per-pattern SDLM update (forward, backward, "
+            f"p -= eps*grad), at batch b one SGD step (lr {SGD_LR:g}) on the batch-mean loss "
+            f"({model.options['loss']}). % of FMA peak = images/s x {MACS['infer']:,} (inference) "
+            f"or {MACS['train']:,} (training) multiply-adds / ({args.peak_gmacs:g}e9 x threads). "
+            "'lenet_fast / this' > 1: lenet_fast is faster."
+        ),
     ]
     load = facts["load_average_1min_at_start"]
     if load is not None and load > 0.5:
-        notes.append(f"the machine was busy: load average {load:g} at the start (other processes "
-                     "running); timings, multi-threaded ones above all, are unreliable")
-    lines += ["", "Implementations:", *(f"- {LABELS[k]} ({impls[k].version}): {impls[k].note}"
-                                        for k in order if k in impls)]
+        notes.append(
+            f"the machine was busy: load average {load:g} at the start (other processes "
+            "running); timings, multi-threaded ones above all, are unreliable"
+        )
+    lines += [
+        "",
+        "Implementations:",
+        *(f"- {LABELS[k]} ({impls[k].version}): {impls[k].note}" for k in order if k in impls),
+    ]
     if notes:
         lines += ["", "Notes:", *(f"- {n}" for n in notes)]
     lines += ["", f"Total run time {elapsed:.1f} s."]
@@ -1179,13 +1424,28 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         result = {
             "facts": facts,
-            "settings": {"quick": args.quick, "repeats": args.repeats, "cases": [c.key for c in cases],
-                         "peers": args.peers, **args.timing, "patterns_per_call_batch1": args.block,
-                         "sgd_lr": SGD_LR, "sdlm_eta": SDLM_ETA, "sdlm_mu": SDLM_MU,
-                         "forward_tol": FORWARD_TOL, "grad_tol": GRAD_TOL, "update_tol": UPDATE_TOL,
-                         "macs_per_image": MACS},
-            "peers": {k: {"status": status.get(k, "not run"),
-                          "note": impls[k].note if k in impls else None} for k in order},
+            "settings": {
+                "quick": args.quick,
+                "repeats": args.repeats,
+                "cases": [c.key for c in cases],
+                "peers": args.peers,
+                **args.timing,
+                "patterns_per_call_batch1": args.block,
+                "sgd_lr": SGD_LR,
+                "sdlm_eta": SDLM_ETA,
+                "sdlm_mu": SDLM_MU,
+                "forward_tol": FORWARD_TOL,
+                "grad_tol": GRAD_TOL,
+                "update_tol": UPDATE_TOL,
+                "macs_per_image": MACS,
+            },
+            "peers": {
+                k: {
+                    "status": status.get(k, "not run"),
+                    "note": impls[k].note if k in impls else None,
+                }
+                for k in order
+            },
             "notes": notes,
             "validation": validation,
             "results": [rows[(k, c.key)] for c in cases for k in order if (k, c.key) in rows],
@@ -1193,12 +1453,15 @@ def run(args: argparse.Namespace) -> int:
             "load_average_1min_at_end": _load(),
             "run_time_s": elapsed,
         }
-        Path(args.json).write_text(json.dumps(result, indent=2, default=str) + "\n", encoding="utf-8")
+        Path(args.json).write_text(
+            json.dumps(result, indent=2, default=str) + "\n", encoding="utf-8"
+        )
     return 0
 
 
-def check_fused_vs_loop(model: LeNet5, steps: dict[str, np.ndarray], x: np.ndarray,
-                        labels: np.ndarray) -> dict:
+def check_fused_vs_loop(
+    model: LeNet5, steps: dict[str, np.ndarray], x: np.ndarray, labels: np.ndarray
+) -> dict:
     """The fused C++ pass against the Python loop of the same kernels (public API) on a few
     patterns: the same parameters (bit for bit in practice; within 1e-6 required)."""
     from lenet_fast.fused import sdlm_pass
@@ -1216,14 +1479,20 @@ def check_fused_vs_loop(model: LeNet5, steps: dict[str, np.ndarray], x: np.ndarr
         scale = max(float(np.abs(b).max()), 1e-30)
         err = float(np.abs(a - b).max())
         if not err <= 1e-6 * scale:
-            raise ValidationError(f"lenet_fast.fused.sdlm_pass disagrees with the Python loop on "
-                                  f"{n} patterns: {k} max |err| {err:.3g} > 1e-6 x {scale:.3g}")
+            raise ValidationError(
+                f"lenet_fast.fused.sdlm_pass disagrees with the Python loop on "
+                f"{n} patterns: {k} max |err| {err:.3g} > 1e-6 x {scale:.3g}"
+            )
         worst = max(worst, err / (1e-6 * scale))
     bitwise = all(np.array_equal(fused.params[k], loop.params[k]) for k in loop.params)
-    return {"impl": "lenet_fast", "case": "train:1 fused vs loop", "kind": "fused",
-            "checked": f"fused sdlm_pass vs Python loop of model.gradients, {n} patterns"
-                       + (" (bitwise equal)" if bitwise else ""),
-            "worst_err_over_tol": worst}
+    return {
+        "impl": "lenet_fast",
+        "case": "train:1 fused vs loop",
+        "kind": "fused",
+        "checked": f"fused sdlm_pass vs Python loop of model.gradients, {n} patterns"
+        + (" (bitwise equal)" if bitwise else ""),
+        "worst_err_over_tol": worst,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
