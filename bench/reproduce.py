@@ -74,7 +74,7 @@ def commit() -> str:
 def table(results: list[dict], args: argparse.Namespace) -> str:
     lines = [
         f"LeNet-5, SDLM, {args.passes} passes of 60,000 patterns; machine: {machine()}; "
-        f"commit {commit()}; {dt.date.today().isoformat()}; {args.jobs} run(s) at a time.",
+        f"code of commit {args.commit}; {dt.date.today().isoformat()}; {args.jobs} run(s) at a time.",
         "",
         "| training set | seed | test error | train error (on the fly, last pass) | wall time |",
         "|---|---:|---:|---:|---:|",
@@ -105,6 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("extra", nargs=argparse.REMAINDER, help="more `lenet-fast train` options after --")
     args = p.parse_args(argv)
     args.extra = [a for a in args.extra if a != "--"]
+    args.commit = commit()  # the code the runs use, before anything else can change it
     Path(args.out).mkdir(parents=True, exist_ok=True)
     settings = [d for d in (False, True) if args.only is None or d == (args.only == "distort")]
     jobs = [(s, d) for d in settings for s in args.seeds]
