@@ -54,6 +54,10 @@ import numpy as np
 from lenet_fast import LeNet5, tables
 from lenet_fast.model import PARAM_SHAPES, RBF_PARAM
 
+# The timing loop and git facts are bench_kernels.py's (this folder is on sys.path when a
+# script here runs), so both suites measure the same way.
+from bench_kernels import _git, measure  # noqa: E402
+
 # ------------------------------------------------------------------------------ constants
 
 #: Multiply-adds per image (sparse C3, 60 kernels). Forward: C1 117,600 + C3 150,000 +
@@ -305,35 +309,6 @@ class BlasThreads:
 
 
 # ------------------------------------------------------------------------------ timing
-
-
-def measure(fn: Callable[[], Any], repeats: int, min_run_s: float, warmup_s: float) -> dict:
-    """Warm up (one call, then >= warmup_s and >= 2 calls), then time ``repeats`` runs of
-    back-to-back calls, each run >= min_run_s. Seconds per call: median, min, max."""
-    clock = time.perf_counter
-    fn()
-    calls, t0 = 0, clock()
-    while True:
-        fn()
-        calls += 1
-        elapsed = clock() - t0
-        if elapsed >= warmup_s and calls >= 2:
-            break
-    n_calls = max(1, math.ceil(min_run_s / max(elapsed / calls, 1e-9)))
-    samples = []
-    for _ in range(repeats):
-        t0 = clock()
-        for _ in range(n_calls):
-            fn()
-        samples.append((clock() - t0) / n_calls)
-    return {
-        "median_s": statistics.median(samples),
-        "min_s": min(samples),
-        "max_s": max(samples),
-        "calls_per_run": n_calls,
-        "runs": repeats,
-        "samples_s": samples,
-    }
 
 
 # ------------------------------------------------------------------------------ float64 truth
@@ -981,21 +956,6 @@ def build_onnx_graph(model: LeNet5, path: Path) -> None:
 
 
 # ------------------------------------------------------------------------------ facts
-
-
-def _git(*cmd: str) -> str | None:
-    try:
-        out = subprocess.run(
-            ["git", *cmd],
-            cwd=Path(__file__).resolve().parent,
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=True,
-        )
-        return out.stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return None
 
 
 def _first_line(e: BaseException) -> str:
