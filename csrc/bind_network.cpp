@@ -1,5 +1,6 @@
-// pybind11 glue for the fused SDLM pass (network.h): validate every argument with the GIL
-// held, then release the GIL for the pass, which touches no Python object.
+// pybind11 glue for the fused SDLM pass and the fused forward (network.h): validate every
+// argument with the GIL held, then release the GIL for the C++ call, which touches no
+// Python object.
 #include <pybind11/pybind11.h>
 
 #include <algorithm>
@@ -195,6 +196,89 @@ py::tuple sdlm_pass_py(py::handle params_o, py::handle steps_o, py::handle centr
     return py::make_tuple(r.loss_sum, r.errors);
 }
 
+
+// The happy path of network_forward's checks, building no message (the full checks below
+// format theirs eagerly: ~15 us a call, as much as the network's arithmetic on one image):
+// obj is a float32, C-contiguous, aligned ndarray of shape `want` (want[0] < 0: any N).
+// Anything else goes through the full checks, which raise with their usual messages.
+bool fast_f32(py::handle obj, const Shape& want, std::vector<py::object>& keep,
+              const float** data, int64_t* n0) {
+    if (!py::array_t<float>::check_(obj)) return false;
+    auto a = py::reinterpret_borrow<py::array>(obj);
+    if (a.ndim() != static_cast<py::ssize_t>(want.size())) return false;
+    for (size_t i = 0; i < want.size(); ++i)
+        if (want[i] >= 0 && a.shape(static_cast<py::ssize_t>(i)) != want[i]) return false;
+    const int need = py::detail::npy_api::NPY_ARRAY_C_CONTIGUOUS_ |
+                     py::detail::npy_api::NPY_ARRAY_ALIGNED_;
+    if ((a.flags() & need) != need) return false;
+    *data = static_cast<const float*>(a.data());
+    if (n0) *n0 = a.shape(0);
+    keep.push_back(std::move(a));  // a reference for the GIL-free call
+    return true;
+}
+
+bool fast_forward_args(py::handle params_o, py::handle centres_o, py::handle x_o,
+                       py::handle table_o, const float** p, uint8_t* table,
+                       const float** x, int64_t* N, std::vector<py::object>& keep) {
+    if (!py::isinstance<py::array>(table_o)) return false;
+    auto t = py::reinterpret_borrow<py::array>(table_o);
+    if (t.dtype().kind() != 'b' || t.itemsize() != 1 || t.ndim() != 2 || t.shape(0) != 6 ||
+        t.shape(1) != 16 ||
+        !(t.flags() & py::detail::npy_api::NPY_ARRAY_C_CONTIGUOUS_))
+        return false;
+    const auto* tb = static_cast<const uint8_t*>(t.data());
+    int64_t T = 0;
+    for (int i = 0; i < 96; ++i) T += (table[i] = tb[i] ? 1 : 0);
+    if (!PyDict_CheckExact(params_o.ptr()) || PyDict_Size(params_o.ptr()) != kRbfC) return false;
+    for (int q = 0; q < kRbfC; ++q) {
+        PyObject* a = PyDict_GetItemString(params_o.ptr(), kNames[q]);  // borrowed
+        if (a == nullptr || !fast_f32(a, param_shape(q, T), keep, &p[q], nullptr)) return false;
+    }
+    return fast_f32(centres_o, {10, 84}, keep, &p[kRbfC], nullptr) &&
+           fast_f32(x_o, {-1, 1, 32, 32}, keep, x, N);
+}
+
+py::array_t<float> network_forward_py(py::handle params_o, py::handle centres_o, py::handle x_o,
+                                      py::handle table_o, const std::string& subsample) {
+    require(subsample == "sum" || subsample == "mean",
+            "subsample: expected 'sum' or 'mean', got '" + subsample + "'");
+    ForwardOptions opt;
+    opt.subsample_mean = subsample == "mean";
+    const float* p[kNumLeNetParams];
+    uint8_t table[96];
+    const float* xd = nullptr;
+    int64_t N = 0;
+    std::vector<py::object> keep;  // every array, alive while the GIL is released
+    keep.reserve(kNumLeNetParams + 1);
+    if (!fast_forward_args(params_o, centres_o, x_o, table_o, p, table, &xd, &N, keep)) {
+        keep.clear();
+        const auto tab = check_table(table_o, "table", 6, 16);
+        int64_t T = 0;
+        for (auto t : tab) T += t;
+        std::copy(tab.begin(), tab.end(), table);
+        std::vector<F32> params = check_dict(params_o, "params", T);
+        params.push_back(check_exact(centres_o, "centres", {10, 84}));
+        F32 x = check_f32(x_o, "x", "(N,1,32,32)", 4);
+        require(x[1] == 1 && x[2] == 32 && x[3] == 32,
+                "x: expected (N,1,32,32) float32, got shape " + shape_str(x.shape));
+        N = x[0];
+        xd = x.data;
+        for (int q = 0; q < kNumLeNetParams; ++q) {
+            p[q] = params[q].data;
+            keep.push_back(params[q].arr);
+        }
+        keep.push_back(x.arr);
+    }
+    py::array_t<float> y = new_f32({N, 10});
+    float* yd = y.mutable_data();
+    {
+        // Only raw buffers below; `keep` holds a reference to every array.
+        py::gil_scoped_release nogil;
+        network_forward(yd, p, xd, N, table, opt);
+    }
+    return y;
+}
+
 }  // namespace
 
 void bind_network(py::module_& m) {
@@ -206,6 +290,11 @@ void bind_network(py::module_& m) {
           "(sum of the losses, errors). params/steps: dicts of the 12 arrays; centres (10,84), "
           "trained when centres_step (10,84) is given, else None; x (N,1,32,32); labels (N,); "
           "order (P,); table (6,16) bool; loss 'mse'|'map'; subsample 'sum'|'mean'.");
+    m.def("network_forward", &network_forward_py, py::arg("params"), py::arg("centres"),
+          py::arg("x"), py::arg("table"), py::arg("subsample"),
+          "LeNet-5 inference in one call: the RBF penalties (N,10) of x (N,1,32,32). "
+          "params: dict of the 12 arrays ('c1.w' ... 'f6.b'); centres (10,84); table (6,16) "
+          "bool; subsample 'sum'|'mean'. Threads over the images; the GIL is released.");
 }
 
 }  // namespace lenet_fast

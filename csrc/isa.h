@@ -72,6 +72,18 @@ struct Isa {
     // two roundings of numpy's w -= step * (d * x); no FMA there).
     void (*linear_row_update)(float* dx, float* w, const float* step, const float* x, float d,
                               int64_t n);
+
+    // K planes accumulate the correlation of one input map x (row stride W) with their own
+    // kernel (R,S), in "flat" layout: for every f < L,
+    //   y[k][f] += sum over r, then s ascending, of w[k][r*S+s] * x[f + r*W + s].
+    // A plane of Ho rows holds output (i,j) at f = i*W + j (L = (Ho-1)*W + Wo; the columns
+    // j >= Wo between rows are junk). Each element receives the same multiply-adds in the
+    // same order as conv_plane's pair loop, so planes started at the bias and run over a
+    // pair list's inputs in its order give conv_plane's bits. K kernels share every load
+    // of x (the fused forward, network.cpp, runs C1 and C3 this way). bias not null: the
+    // planes start at bias[k] (y[k] = bias[k] + ...) instead of accumulating onto y[k].
+    void (*conv_acc_flat)(float* const* y, const float* const* w, int64_t K, const float* x,
+                          int64_t W, int64_t L, int64_t R, int64_t S, const float* bias);
 };
 
 namespace scalar {

@@ -122,6 +122,92 @@ void conv_plane(float* y, const PlaneArgs& a) {
         conv_rows<0>(y, a);
 }
 
+// ---- convolution, flat layout, K kernels per input load --------------------------------
+// KB planes by NV vectors of 8 consecutive f: KB*NV accumulators (at most 4 x 3: with the
+// NV input vectors and one broadcast weight, the 16 ymm registers). Per kernel tap, NV loads
+// of x and KB broadcasts feed KB*NV FMAs (conv_plane: one load per FMA). TAIL: the last
+// vector is partial (mask m); vmaskmov reads nothing past the plane.
+template <int KB, int NV, bool TAIL, int KS>
+inline void acc_flat_block(float* const* y, const float* const* w, const float* x, int64_t f0,
+                           int64_t W, int64_t R, int64_t S_, __m256i m, const float* bias) {
+    const int64_t S = KS ? KS : S_;
+    __m256 acc[KB][NV];
+    for (int k = 0; k < KB; ++k)
+        for (int v = 0; v < NV; ++v) {
+            const float* yk = y[k] + f0 + 8 * v;
+            acc[k][v] = bias ? _mm256_set1_ps(bias[k])
+                             : (TAIL && v == NV - 1) ? _mm256_maskload_ps(yk, m)
+                                                     : _mm256_loadu_ps(yk);
+        }
+    for (int64_t r = 0; r < R; ++r) {
+        const float* xr = x + f0 + r * W;
+        for (int64_t s = 0; s < S; ++s) {
+            __m256 xv[NV];
+            for (int v = 0; v < NV; ++v)
+                xv[v] = (TAIL && v == NV - 1) ? _mm256_maskload_ps(xr + s + 8 * v, m)
+                                              : _mm256_loadu_ps(xr + s + 8 * v);
+            for (int k = 0; k < KB; ++k) {
+                const __m256 wv = _mm256_broadcast_ss(w[k] + r * S + s);
+                for (int v = 0; v < NV; ++v) acc[k][v] = _mm256_fmadd_ps(wv, xv[v], acc[k][v]);
+            }
+        }
+    }
+    for (int k = 0; k < KB; ++k)
+        for (int v = 0; v < NV; ++v) {
+            float* yk = y[k] + f0 + 8 * v;
+            if (TAIL && v == NV - 1)
+                _mm256_maskstore_ps(yk, m, acc[k][v]);
+            else
+                _mm256_storeu_ps(yk, acc[k][v]);
+        }
+}
+
+template <int KB, int KS>
+void acc_flat_planes(float* const* y, const float* const* w, const float* x, int64_t W,
+                     int64_t L, int64_t R, int64_t S, const float* bias) {
+    int64_t f0 = 0;
+    for (; f0 + 24 <= L; f0 += 24)
+        acc_flat_block<KB, 3, false, KS>(y, w, x, f0, W, R, S, __m256i(), bias);
+    const int64_t rest = L - f0;
+    if (rest == 0) return;
+    const int64_t nv = (rest + 7) / 8, last = rest - 8 * (nv - 1);
+    const __m256i m = tail_mask(last);
+    switch (nv * 2 + (last != 8 ? 1 : 0)) {
+        case 2: acc_flat_block<KB, 1, false, KS>(y, w, x, f0, W, R, S, m, bias); break;
+        case 3: acc_flat_block<KB, 1, true, KS>(y, w, x, f0, W, R, S, m, bias); break;
+        case 4: acc_flat_block<KB, 2, false, KS>(y, w, x, f0, W, R, S, m, bias); break;
+        case 5: acc_flat_block<KB, 2, true, KS>(y, w, x, f0, W, R, S, m, bias); break;
+        default: acc_flat_block<KB, 3, true, KS>(y, w, x, f0, W, R, S, m, bias); break;  // 17..23
+    }
+}
+
+template <int KS>
+void acc_flat_ks(float* const* y, const float* const* w, int64_t K, const float* x, int64_t W,
+                 int64_t L, int64_t R, int64_t S, const float* bias) {
+    // blocks of at most 4 planes, as even as possible: 10 as 4 + 3 + 3 and 6 as 3 + 3, not
+    // 4 + 4 + 2 and 4 + 2 (a block of 2 has half the FMAs per load of x)
+    const int64_t blocks = (K + 3) / 4;
+    for (int64_t b = 0, k = 0; b < blocks; ++b) {
+        const int64_t kb = K / blocks + (b < K % blocks ? 1 : 0);
+        const float* bk = bias ? bias + k : nullptr;
+        switch (kb) {
+            case 4: acc_flat_planes<4, KS>(y + k, w + k, x, W, L, R, S, bk); break;
+            case 3: acc_flat_planes<3, KS>(y + k, w + k, x, W, L, R, S, bk); break;
+            case 2: acc_flat_planes<2, KS>(y + k, w + k, x, W, L, R, S, bk); break;
+            default: acc_flat_planes<1, KS>(y + k, w + k, x, W, L, R, S, bk); break;
+        }
+        k += kb;
+    }
+}
+
+void conv_acc_flat(float* const* y, const float* const* w, int64_t K, const float* x, int64_t W,
+                   int64_t L, int64_t R, int64_t S, const float* bias) {
+    if (S == 5)
+        acc_flat_ks<5>(y, w, K, x, W, L, R, S, bias);
+    else
+        acc_flat_ks<0>(y, w, K, x, W, L, R, S, bias);
+}
+
 // ---- convolution weight gradient ------------------------------------------------------
 // dw[r,s] += sum_n sum_ij dy[i,j] x[i+r,j+s]: per r, one accumulator per s (KS of them when
 // the width is known, else one s at a time), vectors along j.
@@ -193,39 +279,44 @@ void conv_dw_plane(float* dw, const float* x, int64_t x_stride, const float* dy,
 }
 
 // ---- full connection -------------------------------------------------------------------
-// Four outputs at a time share each load of the input row.
-void linear_rows(float* y, const float* x, const float* w, const float* b, int64_t N,
-                 int64_t I, int64_t O) {
+// Blocks of NR rows of the batch by four outputs: NR*4 accumulators, each load of a weight
+// vector shared by the NR rows and each load of an input vector by the four outputs (C5's
+// 192 KB of weights come from L2 once per block instead of once per row). Every output sums
+// its products in the same order whatever NR: the bits do not depend on the batch.
+template <int NR>
+void linear_block(float* y, const float* x, const float* w, const float* b, int64_t I,
+                  int64_t O, __m256i m) {
     const int64_t full = I / 8 * 8;
-    const __m256i m = tail_mask(I - full);
-    for (int64_t n = 0; n < N; ++n) {
-        const float* xn = x + n * I;
-        int64_t o = 0;
-        for (; o + 4 <= O; o += 4) {
-            const float* w0 = w + o * I;
-            __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-            int64_t i = 0;
-            for (; i < full; i += 8) {
-                const __m256 xv = _mm256_loadu_ps(xn + i);
-                a0 = _mm256_fmadd_ps(xv, _mm256_loadu_ps(w0 + i), a0);
-                a1 = _mm256_fmadd_ps(xv, _mm256_loadu_ps(w0 + I + i), a1);
-                a2 = _mm256_fmadd_ps(xv, _mm256_loadu_ps(w0 + 2 * I + i), a2);
-                a3 = _mm256_fmadd_ps(xv, _mm256_loadu_ps(w0 + 3 * I + i), a3);
+    int64_t o = 0;
+    for (; o + 4 <= O; o += 4) {
+        const float* w0 = w + o * I;
+        __m256 acc[NR][4];
+        for (int r = 0; r < NR; ++r)
+            for (int q = 0; q < 4; ++q) acc[r][q] = _mm256_setzero_ps();
+        int64_t i = 0;
+        for (; i < full; i += 8) {
+            __m256 xv[NR];
+            for (int r = 0; r < NR; ++r) xv[r] = _mm256_loadu_ps(x + r * I + i);
+            for (int q = 0; q < 4; ++q) {
+                const __m256 wv = _mm256_loadu_ps(w0 + q * I + i);
+                for (int r = 0; r < NR; ++r) acc[r][q] = _mm256_fmadd_ps(xv[r], wv, acc[r][q]);
             }
-            if (i < I) {
-                const __m256 xv = _mm256_maskload_ps(xn + i, m);
-                a0 = _mm256_fmadd_ps(xv, _mm256_maskload_ps(w0 + i, m), a0);
-                a1 = _mm256_fmadd_ps(xv, _mm256_maskload_ps(w0 + I + i, m), a1);
-                a2 = _mm256_fmadd_ps(xv, _mm256_maskload_ps(w0 + 2 * I + i, m), a2);
-                a3 = _mm256_fmadd_ps(xv, _mm256_maskload_ps(w0 + 3 * I + i, m), a3);
-            }
-            y[n * O + o + 0] = hsum(a0) + (b ? b[o + 0] : 0.0f);
-            y[n * O + o + 1] = hsum(a1) + (b ? b[o + 1] : 0.0f);
-            y[n * O + o + 2] = hsum(a2) + (b ? b[o + 2] : 0.0f);
-            y[n * O + o + 3] = hsum(a3) + (b ? b[o + 3] : 0.0f);
         }
-        for (; o < O; ++o) {
-            const float* wo = w + o * I;
+        if (i < I) {
+            __m256 xv[NR];
+            for (int r = 0; r < NR; ++r) xv[r] = _mm256_maskload_ps(x + r * I + i, m);
+            for (int q = 0; q < 4; ++q) {
+                const __m256 wv = _mm256_maskload_ps(w0 + q * I + i, m);
+                for (int r = 0; r < NR; ++r) acc[r][q] = _mm256_fmadd_ps(xv[r], wv, acc[r][q]);
+            }
+        }
+        for (int r = 0; r < NR; ++r)
+            for (int q = 0; q < 4; ++q) y[r * O + o + q] = hsum(acc[r][q]) + (b ? b[o + q] : 0.0f);
+    }
+    for (; o < O; ++o) {
+        const float* wo = w + o * I;
+        for (int r = 0; r < NR; ++r) {
+            const float* xn = x + r * I;
             __m256 acc = _mm256_setzero_ps();
             int64_t i = 0;
             for (; i < full; i += 8)
@@ -233,9 +324,18 @@ void linear_rows(float* y, const float* x, const float* w, const float* b, int64
             if (i < I)
                 acc = _mm256_fmadd_ps(_mm256_maskload_ps(xn + i, m), _mm256_maskload_ps(wo + i, m),
                                       acc);
-            y[n * O + o] = hsum(acc) + (b ? b[o] : 0.0f);
+            y[r * O + o] = hsum(acc) + (b ? b[o] : 0.0f);
         }
     }
+}
+
+void linear_rows(float* y, const float* x, const float* w, const float* b, int64_t N,
+                 int64_t I, int64_t O) {
+    const __m256i m = tail_mask(I - I / 8 * 8);
+    int64_t n = 0;
+    for (; n + 3 <= N; n += 3) linear_block<3>(y + n * O, x + n * I, w, b, I, O, m);
+    if (N - n == 2) linear_block<2>(y + n * O, x + n * I, w, b, I, O, m);
+    if (N - n == 1) linear_block<1>(y + n * O, x + n * I, w, b, I, O, m);
 }
 
 void axpy(float* y, float alpha, const float* x, int64_t n) {
@@ -417,6 +517,7 @@ const Isa kIsa = {
     linear_rows,     axpy,            axpy_diff,
     subsample_plane, subsample_backward_plane, squash,
     squash_backward, rbf_rows,        linear_row_update,
+    conv_acc_flat,
 };
 
 }  // namespace avx2

@@ -27,6 +27,21 @@ void conv_plane(float* y, const PlaneArgs& a) {
     }
 }
 
+void conv_acc_flat(float* const* y, const float* const* w, int64_t K, const float* x, int64_t W,
+                   int64_t L, int64_t R, int64_t S, const float* bias) {
+    if (bias != nullptr)
+        for (int64_t k = 0; k < K; ++k)
+            for (int64_t f = 0; f < L; ++f) y[k][f] = bias[k];
+    for (int64_t k = 0; k < K; ++k)
+        for (int64_t r = 0; r < R; ++r)
+            for (int64_t s = 0; s < S; ++s) {
+                const float wv = w[k][r * S + s];
+                const float* xr = x + r * W + s;
+                float* yk = y[k];
+                for (int64_t f = 0; f < L; ++f) yk[f] += wv * xr[f];
+            }
+}
+
 void conv_dw_plane(float* dw, const float* x, int64_t x_stride, const float* dy,
                    int64_t dy_stride, int64_t N, int64_t H, int64_t W, int64_t R, int64_t S) {
     const int64_t Ho = H - R + 1, Wo = W - S + 1;
@@ -145,6 +160,7 @@ const Isa kIsa = {
     linear_rows,   axpy,            axpy_diff,
     subsample_plane, subsample_backward_plane, squash,
     squash_backward, rbf_rows,      linear_row_update,
+    conv_acc_flat,
 };
 
 }  // namespace scalar

@@ -239,4 +239,133 @@ SdlmResult sdlm_pass(const SdlmNet& net, const float* x, const int64_t* labels,
     return res;
 }
 
+
+namespace {
+
+// The buffers of the forward pass. F holds C1's, then C3's, planes in the flat layout of
+// Isa::conv_acc_flat (row stride the input's width: 32 for C1, 14 for C3). C1's planes are
+// squashed there, junk columns and all, and S2 reads them as (28,32) planes, writing
+// (14,16) maps to B0 that are compacted into B1 (1176) and squashed. C3's planes are
+// compacted into B0 (1600) and squashed; S4 writes the image's row of B4. Each squash is in
+// place (it is element-wise). A block of up to kBlock images goes through the convolutions
+// one image at a time, then through C5, F6 and the RBF together (B4, B5, B6: the block's
+// S4, C5 and F6 outputs), so that C5's 192 KB of weights are read once per block, not once
+// per image (linear_rows takes the rows by threes). 12,984 floats (51 KB) per thread.
+constexpr int64_t kS2 = kS1 / 2, kS2W = kIn / 2;  // S2's maps: 14 wide, 16 on flat planes
+constexpr int64_t kFlat1 = kS1 * kIn, kFlatL1 = (kS1 - 1) * kIn + kS1;  // 896, 892
+constexpr int64_t kFlat3 = kS3 * kS2, kFlatL3 = (kS3 - 1) * kS2 + kS3;  // 140, 136
+constexpr int64_t kFwdF = std::max(kM1 * kFlat1, kM3 * kFlat3);
+constexpr int64_t kFwdB0 = std::max(kM1 * kS2 * kS2W, kN3), kFwdB1 = kN2;
+constexpr int64_t kBlock = 8;
+constexpr int64_t kFwdB4 = kBlock * kN4, kFwdB5 = kBlock * kC5, kFwdB6 = kBlock * kF6;
+constexpr int64_t kFwdFloats = kFwdF + kFwdB0 + kFwdB1 + kFwdB4 + kFwdB5 + kFwdB6;
+
+// The per-thread workspace: grown once per thread, then reused by every later call.
+float* forward_workspace() {
+    thread_local std::vector<float> mem;
+    if (mem.size() < static_cast<size_t>(kFwdFloats)) mem.assign(kFwdFloats, 0.0f);
+    return mem.data();
+}
+
+// What every image of one call shares: the kernels of C1, C3's connections seen from its
+// inputs (for input c, the output maps k ascending and their kernels: the order in which
+// each output map meets its pairs in conv_plane), and the effective S2/S4 coefficients.
+struct ForwardPlan {
+    const float* c1w[kM1];
+    int c3n[kM1] = {};
+    int c3k[kM1][kM3];
+    const float* c3w[kM1][kM3];
+    float coef2[kM1], coef4[kM3];
+};
+
+// Rows of Wo values from planes of row stride W (flat) to compact (K,Ho,Wo).
+void compact(float* y, const float* flat, int64_t K, int64_t plane, int64_t Ho, int64_t W,
+             int64_t Wo) {
+    for (int64_t k = 0; k < K; ++k)
+        for (int64_t i = 0; i < Ho; ++i)
+            std::copy(flat + k * plane + i * W, flat + k * plane + i * W + Wo,
+                      y + (k * Ho + i) * Wo);
+}
+
+// One image through C1 .. S4 into h4 (400): conv_plane's multiply-adds for C1 and C3
+// (through conv_acc_flat, the same order per element), then the drivers' micro-kernels.
+void forward_convs(float* h4, const float* const* p, const float* xi, const ForwardPlan& plan,
+                   const Isa& isa, float* ws) {
+    float* fl = ws;
+    float* b0 = ws + kFwdF;
+    float* b1 = b0 + kFwdB0;
+    constexpr int64_t P2 = kS1 * kS1 / 4, P3 = kS3 * kS3, P4 = P3 / 4;
+    float* planes[kM3];
+    // C1 + squash: the six maps share each load of the input
+    for (int64_t k = 0; k < kM1; ++k) planes[k] = fl + k * kFlat1;
+    isa.conv_acc_flat(planes, plan.c1w, kM1, xi, kIn, kFlatL1, kK, kK, p[kC1B]);
+    isa.squash(fl, fl, kM1 * kFlat1);  // the junk columns too: 14% more, but no compaction
+    // S2 + squash: on the flat planes, (28,32) -> (14,16), whose rows are two full vectors
+    // (a (28,28) plane's 14-wide rows are one vector and six scalars); then compacted
+    for (int64_t c = 0; c < kM1; ++c)
+        isa.subsample_plane(b0 + c * kS2 * kS2W, fl + c * kFlat1, plan.coef2[c], p[kS2Bias][c],
+                            kS1, kIn);
+    compact(b1, b0, kM1, kS2 * kS2W, kS2, kS2W, kS2);
+    isa.squash(b1, b1, kN2);
+    // C3 + squash: input map by input map, into every output map it feeds
+    for (int64_t k = 0; k < kM3; ++k)
+        std::fill(fl + k * kFlat3, fl + k * kFlat3 + kFlatL3, p[kC3B][k]);
+    for (int64_t c = 0; c < kM1; ++c) {
+        for (int j = 0; j < plan.c3n[c]; ++j) planes[j] = fl + plan.c3k[c][j] * kFlat3;
+        isa.conv_acc_flat(planes, plan.c3w[c], plan.c3n[c], b1 + c * P2, kS2, kFlatL3, kK, kK,
+                          nullptr);
+    }
+    compact(b0, fl, kM3, kFlat3, kS3, kS2, kS3);
+    isa.squash(b0, b0, kN3);
+    // S4 + squash
+    for (int64_t c = 0; c < kM3; ++c)
+        isa.subsample_plane(h4 + c * P4, b0 + c * P3, plan.coef4[c], p[kS4Bias][c], kS3, kS3);
+    isa.squash(h4, h4, kN4);
+}
+
+// Images x (nb,1,32,32), nb <= kBlock, to their penalties y (nb,10).
+void forward_block(float* y, const float* const* p, const float* x, int64_t nb,
+                   const ForwardPlan& plan, const Isa& isa, float* ws) {
+    float* h4 = ws + kFwdF + kFwdB0 + kFwdB1;
+    float* h5 = h4 + kFwdB4;
+    float* h6 = h5 + kFwdB5;
+    for (int64_t n = 0; n < nb; ++n)
+        forward_convs(h4 + n * kN4, p, x + n * kIn * kIn, plan, isa, ws);
+    // C5 (a full connection over (16,5,5)) + squash, F6 + squash, RBF: rows as
+    // linear_forward and rbf_forward compute them (the same bits at any batch size)
+    isa.linear_rows(h5, h4, p[kC5W], p[kC5B], nb, kN4, kC5);
+    isa.squash(h5, h5, nb * kC5);
+    isa.linear_rows(h6, h5, p[kF6W], p[kF6B], nb, kC5, kF6);
+    isa.squash(h6, h6, nb * kF6);
+    isa.rbf_rows(y, h6, p[kRbfC], nb, kOut, kF6);
+}
+
+}  // namespace
+
+void network_forward(float* y, const float* const* p, const float* x, int64_t N,
+                     const uint8_t* table, const ForwardOptions& opt) {
+    if (N <= 0) return;
+    const Isa& isa = active_isa();
+    ForwardPlan plan;
+    for (int64_t k = 0; k < kM1; ++k) plan.c1w[k] = p[kC1W] + k * kK * kK;
+    // C3's kernels are packed by output map k, then input map c (table_pairs' order)
+    int64_t t = 0;
+    for (int64_t k = 0; k < kM3; ++k)
+        for (int64_t c = 0; c < kM1; ++c)
+            if (table[c * kM3 + k]) {
+                plan.c3k[c][plan.c3n[c]] = static_cast<int>(k);
+                plan.c3w[c][plan.c3n[c]++] = p[kC3W] + (t++) * kK * kK;
+            }
+    const float sub = opt.subsample_mean ? 0.25f : 1.0f;  // model._sub_coef: coef * 0.25
+    for (int64_t c = 0; c < kM1; ++c) plan.coef2[c] = p[kS2Coef][c] * sub;
+    for (int64_t c = 0; c < kM3; ++c) plan.coef4[c] = p[kS4Coef][c] * sub;
+    // ~330,000 multiply-adds per image
+    constexpr int64_t kImageCost = 328096;
+    parallel_for((N + kBlock - 1) / kBlock, kBlock * kImageCost, [&](int64_t blk) {
+        const int64_t n0 = blk * kBlock;
+        forward_block(y + n0 * kOut, p, x + n0 * kIn * kIn, std::min(kBlock, N - n0), plan, isa,
+                      forward_workspace());
+    });
+}
+
 }  // namespace lenet_fast

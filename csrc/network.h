@@ -64,3 +64,21 @@ SdlmResult sdlm_pass(const SdlmNet& net, const float* x, const int64_t* labels,
                      const SdlmOptions& opt);
 
 }  // namespace lenet_fast
+
+namespace lenet_fast {
+
+// --- inference: the whole forward pass in one call --------------------------------------
+// y (N,10) = the RBF penalties of x (N,1,32,32), exactly LeNet5._forward's with the fast
+// backend: the same micro-kernels in the same order on each image, so the same bits as the
+// layer-by-layer kernel calls (kernels.h) at any batch size. p[q] as SdlmNet's (read only;
+// p[kRbfC] the centres). Image by image, every activation in one per-thread workspace
+// (~24 KB: stays in L1), threads over the images (parallel_for: each image is computed by
+// one thread, so the result does not depend on the thread count). No allocation per image.
+struct ForwardOptions {
+    bool subsample_mean = false;  // S2/S4 multiply 0.25 coef (the mean) instead of coef
+};
+
+void network_forward(float* y, const float* const* p, const float* x, int64_t N,
+                     const uint8_t* table, const ForwardOptions& opt);
+
+}  // namespace lenet_fast

@@ -53,7 +53,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from . import kernels, reference, tables
+from . import _core, kernels, reference, tables
 
 FORMAT = "lenet_fast.LeNet5"
 FORMAT_VERSION = 1
@@ -224,6 +224,8 @@ class LeNet5:
             raise TypeError(f"x: expected a numpy array of uint8 (N,28,28) digits or float32 "
                             f"(N,1,32,32) input, got {type(x).__name__}")
         if x.dtype == np.uint8:
+            if x.shape[-2:] != (28, 28) or x.ndim not in (2, 3):
+                raise ValueError(f"x: expected uint8 digits of shape (N,28,28) or (28,28), got shape {x.shape}")
             from .data import preprocess
 
             return preprocess(x).astype(self.dtype, copy=False)
@@ -252,16 +254,30 @@ class LeNet5:
         y = k.rbf_forward(h6, self._centres())
         return y, (x, h1, h2, h3, h4, h5, h6)
 
+    def _penalties(self, x: Array) -> Array:
+        """The penalties (N,10) of prepared input, without the activations: with the fast
+        backend one C++ call (``_core.network_forward``: the same kernels in the same order
+        as :meth:`_forward`, so the same bits, image by image, threads over the images)."""
+        if self.backend != "fast":
+            return self._forward(x)[0]
+        p = self.params
+        return _core.network_forward(
+            {name: p[name] for name in PARAM_SHAPES}, self._centres(), x, tables.C3_TABLE,
+            self.options["subsample"],
+        )
+
     def forward(self, x: npt.ArrayLike) -> Array:
         """RBF penalties (N,10) of the input (see :meth:`prepare`); smaller = more likely."""
-        return self._forward(self.prepare(x))[0]
+        return self._penalties(self.prepare(x))
 
     def predict(self, x: npt.ArrayLike, batch_size: int = 1024) -> npt.NDArray[np.int64]:
         """Predicted digits (N,): the argmin of the penalties, computed in batches."""
+        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+            raise ValueError(f"batch_size: expected an int >= 1, got {batch_size!r}")
         xp = self.prepare(x)
         out = np.empty(xp.shape[0], dtype=np.int64)
         for i in range(0, xp.shape[0], batch_size):
-            out[i : i + batch_size] = self._forward(xp[i : i + batch_size])[0].argmin(axis=1)
+            out[i : i + batch_size] = self._penalties(xp[i : i + batch_size]).argmin(axis=1)
         return out
 
     # ------------------------------------------------------------------ loss
@@ -313,6 +329,8 @@ class LeNet5:
         """(loss, gradients of every parameter, penalties (N,10)) for a batch; the loss is
         the mean over the batch."""
         xp = self.prepare(x)
+        if xp.shape[0] == 0:
+            raise ValueError("x: gradients of the mean loss need at least one pattern, got an empty batch")
         lab = _labels(labels, xp.shape[0])
         y, cache = self._forward(xp)
         loss, gy = self.loss_gradient(y, lab)
@@ -482,16 +500,20 @@ def atomic_write(path: Path, write: Any) -> None:
 
 def read_npz(path: Path) -> tuple[dict[str, Any], dict[str, Array]]:
     """The metadata and arrays of a lenet_fast ``.npz``, or a ValueError that says why not."""
-    import zipfile
-
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such model file")
-    try:
-        with open(path, "rb") as f, np.load(f, allow_pickle=False) as z:
-            arrays = {name: z[name] for name in z.files}
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError) as e:
-        raise ValueError(f"{path}: not a readable lenet_fast model file ({type(e).__name__}: {e}); "
-                         "it may be truncated or corrupted") from None
+    with open(path, "rb") as f:  # an unreadable path raises its own OSError here
+        try:
+            if f.read(4) != b"PK\x03\x04":
+                raise ValueError("no zip signature: not an .npz file")
+            f.seek(0)
+            with np.load(f, allow_pickle=False) as z:
+                arrays = {name: z[name] for name in z.files}
+        except MemoryError:
+            raise
+        except Exception as e:  # noqa: BLE001  any parse failure (zip, .npy header, ...) of a damaged file
+            raise ValueError(f"{path}: not a readable lenet_fast model file ({type(e).__name__}: {e}); "
+                             "it may be truncated or corrupted") from None
     if "meta" not in arrays:
         raise ValueError(f"{path}: not a lenet_fast model file (no metadata)")
     try:
