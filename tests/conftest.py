@@ -8,6 +8,9 @@ on every machine that has AVX2 (Highway's and NumPy's habit).
 from __future__ import annotations
 
 import os
+import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -89,3 +92,28 @@ def mnist_dir() -> Path:
     except (OSError, ValueError) as e:
         pytest.fail(f"LENET_FAST_DATA is not set and MNIST could not be downloaded into the cache "
                     f"({e}); set LENET_FAST_DATA to a folder with the four MNIST .gz files", pytrace=False)
+
+
+def ticks_during(call: Callable[[], object]) -> int:
+    """How many times a pure-Python thread loops while ``call()`` runs in this thread.
+
+    A call that holds the GIL throughout lets it advance only at the interpreter's few
+    switch points; a call that releases the GIL lets it run freely."""
+    ticks = 0
+    done = threading.Event()
+
+    def spin() -> None:
+        nonlocal ticks
+        while not done.is_set():
+            ticks += 1
+
+    spinner = threading.Thread(target=spin)
+    spinner.start()
+    try:
+        time.sleep(0.01)
+        start = ticks
+        call()
+        return ticks - start
+    finally:
+        done.set()
+        spinner.join()

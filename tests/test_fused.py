@@ -8,10 +8,10 @@ from __future__ import annotations
 import itertools
 import os
 import threading
-import time
 
 import numpy as np
 import pytest
+from conftest import ticks_during
 
 import lenet_fast
 from lenet_fast import LeNet5, _core, tables
@@ -262,24 +262,7 @@ def test_the_pass_releases_the_gil(patterns):
     m = make(CONFIGS[0])
     steps = {k: np.zeros_like(v) for k, v in m.params.items()}  # the weights stay put
     long_order = np.tile(order, 4)  # 2,000 patterns: ~0.15 s on AVX2, ~0.8 s scalar
-    ticks = 0
-    done = threading.Event()
-
-    def spin():
-        nonlocal ticks
-        while not done.is_set():
-            ticks += 1
-
-    spinner = threading.Thread(target=spin)
-    spinner.start()
-    try:
-        time.sleep(0.01)
-        start = ticks
-        sdlm_pass(m, x, labels, long_order, steps)
-        during = ticks - start
-    finally:
-        done.set()
-        spinner.join()
+    during = ticks_during(lambda: sdlm_pass(m, x, labels, long_order, steps))
     # With the GIL held for the whole call the spinner would not advance at all.
     assert during > 10_000, f"spinner advanced {during} times during the pass"
 

@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
-from conftest import rand
+from conftest import rand, ticks_during
 
 import lenet_fast
 from lenet_fast import kernels as K
@@ -100,28 +100,12 @@ def test_kernels_release_the_gil():
     t0 = time.perf_counter()
     K.sparse_conv2d_forward(x, w, b, t)
     one_call = time.perf_counter() - t0
-    ticks = 0
-    done = threading.Event()
-
-    def spin():
-        nonlocal ticks
-        while not done.is_set():
-            ticks += 1
-
     calls = max(3, int(0.3 / max(one_call, 1e-4)))
-    spinner = threading.Thread(target=spin)
     before = lenet_fast.get_num_threads()
     lenet_fast.set_num_threads(1)
-    spinner.start()
     try:
-        time.sleep(0.01)
-        start = ticks
-        for _ in range(calls):
-            K.sparse_conv2d_forward(x, w, b, t)
-        during = ticks - start
+        during = ticks_during(lambda: [K.sparse_conv2d_forward(x, w, b, t) for _ in range(calls)])
     finally:
-        done.set()
-        spinner.join()
         lenet_fast.set_num_threads(before)
     # With the GIL held for the whole call the spinner would advance only at the few
     # switch points between calls (a handful of ticks per call).
