@@ -24,7 +24,6 @@ import gzip
 import hashlib
 import os
 import sys
-import tempfile
 import urllib.error
 import urllib.request
 import zlib
@@ -33,6 +32,8 @@ from pathlib import Path
 from typing import Iterable, Optional, Sequence, Tuple, Union
 
 import numpy as np
+
+from ._files import atomic_write
 
 __all__ = [
     "DEFAULT_MIRRORS",
@@ -324,57 +325,32 @@ class _BadData(Exception):
 
 def _fetch(url: str, dest_dir: Path, name: str, size: int, sha: str, timeout: float) -> None:
     """Download url to dest_dir/name atomically; raise _BadData or OSError-like errors."""
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{name}.", suffix=".part", dir=dest_dir)
-    tmp = Path(tmp_name)
-    try:
+
+    def stream(f) -> None:
         h = hashlib.sha256()
         got = 0
-        with os.fdopen(fd, "wb") as f:
-            req = urllib.request.Request(url, headers={"User-Agent": "lenet_fast (urllib)"})
-            with urllib.request.urlopen(req, timeout=timeout) as resp:
-                length = resp.headers.get("Content-Length")
-                if length is not None and length.isdigit() and int(length) != size:
-                    raise _BadData(f"Content-Length {length}, expected {size} bytes")
-                while True:
-                    block = resp.read(_CHUNK)
-                    if not block:
-                        break
-                    got += len(block)
-                    if got > size:
-                        raise _BadData(f"more than the expected {size} bytes")
-                    h.update(block)
-                    f.write(block)
-            if got < size:
-                # http.client ends a short body silently; treat it as a transfer failure.
-                raise ConnectionError(f"transfer ended after {got} of {size} bytes")
-            actual = h.hexdigest()
-            if actual != sha:
-                raise _BadData(f"sha256 mismatch: expected {sha}, got {actual}")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, dest_dir / name)
-    except BaseException:
-        try:
-            tmp.unlink()
-        except FileNotFoundError:
-            pass
-        raise
-    _fsync_dir(dest_dir)
+        req = urllib.request.Request(url, headers={"User-Agent": "lenet_fast (urllib)"})
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            length = resp.headers.get("Content-Length")
+            if length is not None and length.isdigit() and int(length) != size:
+                raise _BadData(f"Content-Length {length}, expected {size} bytes")
+            while True:
+                block = resp.read(_CHUNK)
+                if not block:
+                    break
+                got += len(block)
+                if got > size:
+                    raise _BadData(f"more than the expected {size} bytes")
+                h.update(block)
+                f.write(block)
+        if got < size:
+            # http.client ends a short body silently; treat it as a transfer failure.
+            raise ConnectionError(f"transfer ended after {got} of {size} bytes")
+        actual = h.hexdigest()
+        if actual != sha:
+            raise _BadData(f"sha256 mismatch: expected {sha}, got {actual}")
 
-
-def _fsync_dir(path: Path) -> None:
-    if os.name != "posix":  # pragma: no cover
-        return
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:  # pragma: no cover
-        return
-    try:
-        os.fsync(fd)
-    except OSError:  # pragma: no cover - some filesystems refuse fsync on a directory
-        pass
-    finally:
-        os.close(fd)
+    atomic_write(dest_dir / name, stream)
 
 
 def _download(

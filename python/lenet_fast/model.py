@@ -45,7 +45,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -54,6 +53,7 @@ import numpy as np
 import numpy.typing as npt
 
 from . import _core, kernels, reference, tables
+from ._files import atomic_write
 
 FORMAT = "lenet_fast.LeNet5"
 FORMAT_VERSION = 1
@@ -468,34 +468,6 @@ def _digest(params: dict[str, Array]) -> str:
         h.update(name.encode())
         h.update(np.ascontiguousarray(a, dtype=np.float32).tobytes())
     return h.hexdigest()
-
-
-def atomic_write(path: Path, write: Any) -> None:
-    """Call ``write(file)`` on a temporary file beside ``path``, fsync it, then rename it
-    over ``path``. On any error the temporary file is removed and ``path`` is untouched."""
-    path = Path(path)
-    folder = path.parent if str(path.parent) else Path(".")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    try:  # make the rename itself durable
-        dfd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
-    except OSError:
-        pass
 
 
 def read_npz(path: Path) -> tuple[dict[str, Any], dict[str, Array]]:

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from .model import atomic_write
+from ._files import atomic_write
 
 
 def _pyplot() -> Any:

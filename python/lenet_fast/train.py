@@ -229,12 +229,9 @@ def _sdlm_pass(model: LeNet5, x: np.ndarray, labels: np.ndarray, perm: np.ndarra
     params = model.params
     names = list(params)
     for done, i in enumerate(perm):
-        xi = x[i : i + 1]
-        y, cache = model._forward(xi)
-        loss, gy = model.loss_gradient(y, labels[i : i + 1])
+        loss, g, y = model.gradients(x[i : i + 1], labels[i : i + 1])
         total_loss += loss
         errors += int(y[0].argmin() != labels[i])
-        g = model._backward(cache, gy)
         for name in names:
             params[name] -= steps[name] * g[name]
         if progress is not None and done % every == 0:
@@ -250,12 +247,10 @@ def _sgd_pass(model: LeNet5, x: np.ndarray, labels: np.ndarray, perm: np.ndarray
     rate = model.dtype.type(lr)
     for b0 in range(0, n, batch_size):
         idx = perm[b0 : b0 + batch_size]
-        xb, lb = x[idx], labels[idx]
-        y, cache = model._forward(xb)
-        loss, gy = model.loss_gradient(y, lb)
+        lb = labels[idx]
+        loss, g, y = model.gradients(x[idx], lb)
         total_loss += loss * idx.size
         errors += int(np.sum(y.argmin(axis=1) != lb))
-        g = model._backward(cache, gy)
         for name in params:
             params[name] -= rate * g[name]
         if progress is not None:
