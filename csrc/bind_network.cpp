@@ -129,19 +129,62 @@ Span span_of(const F32& a, const std::string& name) {
     return {lo, lo + a.arr.nbytes(), name};
 }
 
-py::tuple sdlm_pass_py(py::handle params_o, py::handle steps_o, py::handle centres_o,
-                       py::handle centres_step_o, py::handle x_o, py::handle labels_o,
-                       py::handle order_o, py::handle table_o, const std::string& loss,
-                       double loss_scale, double map_j, const std::string& subsample) {
+LossOptions loss_options(const std::string& loss, double loss_scale, double map_j,
+                         const std::string& subsample) {
     require(loss == "mse" || loss == "map", "loss: expected 'mse' or 'map', got '" + loss + "'");
     require(subsample == "sum" || subsample == "mean",
             "subsample: expected 'sum' or 'mean', got '" + subsample + "'");
-    SdlmOptions opt;
+    LossOptions opt;
     opt.map_loss = loss == "map";
     opt.subsample_mean = subsample == "mean";
     opt.loss_scale = check_positive(loss_scale, "loss_scale");
     opt.map_j = check_positive(map_j, "map_j");
+    return opt;
+}
 
+py::tuple network_gradients_py(py::handle params_o, py::handle centres_o, py::handle x_o,
+                               py::handle labels_o, py::handle table_o, const std::string& loss,
+                               double loss_scale, double map_j, const std::string& subsample,
+                               bool train_centres) {
+    const LossOptions opt = loss_options(loss, loss_scale, map_j, subsample);
+    const auto table = check_table(table_o, "table", 6, 16);
+    int64_t T = 0;
+    for (auto t : table) T += t;
+    std::vector<F32> params = check_dict(params_o, "params", T);
+    params.push_back(check_exact(centres_o, "centres", {10, 84}));
+    F32 x = check_f32(x_o, "x", "(N,1,32,32)", 4);
+    require(x[1] == 1 && x[2] == 32 && x[3] == 32,
+            "x: expected (N,1,32,32) float32, got shape " + shape_str(x.shape));
+    const int64_t N = x[0];
+    require(N >= 1, "x: gradients of the mean loss need at least one pattern, got an empty batch");
+    auto labels = check_index(labels_o, "labels", N, 0, 9, "0..9 (digits)");
+
+    const float* p[kNumLeNetParams];
+    float* g[kNumLeNetParams] = {};
+    py::dict grads;
+    for (int q = 0; q < kNumLeNetParams; ++q) {
+        p[q] = params[q].data;
+        if (q == kRbfC && !train_centres) continue;
+        py::array_t<float> a = new_f32(param_shape(q, T));
+        g[q] = a.mutable_data();
+        grads[kNames[q]] = a;
+    }
+    py::array_t<float> y = new_f32({N, 10});
+    float* yd = y.mutable_data();
+    GradResult r;
+    {
+        // Only raw buffers below; params, x, labels, table, grads and y keep them alive.
+        py::gil_scoped_release nogil;
+        r = network_gradients(g, yd, p, x.data, labels.data(), N, table.data(), opt);
+    }
+    return py::make_tuple(r.loss_sum, r.errors, grads, y);
+}
+
+py::tuple sdlm_pass_py(py::handle params_o, py::handle steps_o, py::handle centres_o,
+                       py::handle centres_step_o, py::handle x_o, py::handle labels_o,
+                       py::handle order_o, py::handle table_o, const std::string& loss,
+                       double loss_scale, double map_j, const std::string& subsample) {
+    const LossOptions opt = loss_options(loss, loss_scale, map_j, subsample);
     const auto table = check_table(table_o, "table", 6, 16);
     int64_t T = 0;
     for (auto t : table) T += t;
@@ -295,6 +338,16 @@ void bind_network(py::module_& m) {
           "LeNet-5 inference in one call: the RBF penalties (N,10) of x (N,1,32,32). "
           "params: dict of the 12 arrays ('c1.w' ... 'f6.b'); centres (10,84); table (6,16) "
           "bool; subsample 'sum'|'mean'. Threads over the images; the GIL is released.");
+    m.def("network_gradients", &network_gradients_py, py::arg("params"), py::arg("centres"),
+          py::arg("x"), py::arg("labels"), py::arg("table"), py::arg("loss"),
+          py::arg("loss_scale"), py::arg("map_j"), py::arg("subsample"),
+          py::arg("train_centres"),
+          "Forward and backward of LeNet-5 in one call: (sum over the batch of the scaled "
+          "loss, errors, gradients of the batch-mean loss as a dict of new arrays ('rbf.c' "
+          "too when train_centres), penalties (N,10)). params: dict of the 12 arrays; "
+          "centres (10,84); x (N,1,32,32), N >= 1; labels (N,) in 0..9; table (6,16) bool; "
+          "loss 'mse'|'map'; subsample 'sum'|'mean'. Threads over blocks of 8 images "
+          "(the result does not depend on the thread count); the GIL is released.");
 }
 
 }  // namespace lenet_fast

@@ -66,12 +66,10 @@ struct Isa {
     void (*rbf_rows)(float* y, const float* x, const float* c, int64_t N, int64_t M,
                      int64_t J);
 
-    // One row w (n) of a full connection at batch 1, its backward fused with its SDLM update
-    // (network.cpp): dx (n) += d * w as axpy computes it, with w before the update; then
+    // One row w (n) of a full connection at batch 1 takes its SDLM step (network.cpp):
     // w -= step (n) * (d * x (n)), each product rounded to float, then the subtraction (the
-    // two roundings of numpy's w -= step * (d * x); no FMA there).
-    void (*linear_row_update)(float* dx, float* w, const float* step, const float* x, float d,
-                              int64_t n);
+    // roundings of numpy's w -= step * g with g = d x; no FMA there).
+    void (*outer_update)(float* w, const float* step, const float* x, float d, int64_t n);
 
     // K planes accumulate the correlation of one input map x (row stride W) with their own
     // kernel (R,S), in "flat" layout: for every f < L,
@@ -84,6 +82,20 @@ struct Isa {
     // planes start at bias[k] (y[k] = bias[k] + ...) instead of accumulating onto y[k].
     void (*conv_acc_flat)(float* const* y, const float* const* w, int64_t K, const float* x,
                           int64_t W, int64_t L, int64_t R, int64_t S, const float* bias);
+
+    // The weight gradients of conv_acc_flat, K kernels from one input map x (row stride W):
+    //   dw[k][r*S+s] = sum over f < L of dy[k][f] * x[f + r*W + s]      (overwritten)
+    // dy[k] is an output gradient in flat layout (row stride W) whose junk columns must be
+    // zero. Summed in float, one image at a time (the training pass, network.cpp).
+    void (*conv_dw_flat)(float* const* dw, const float* const* dy, int64_t K, const float* x,
+                         int64_t W, int64_t L, int64_t R, int64_t S);
+
+    // y[n][i] = sum over k < Kd ascending of a[n*lda_n + k*lda_k] * b[k*I + i], for n < N,
+    // i < I (overwritten). lda_n = Kd, lda_k = 1: y = a @ b (the input gradient of a full
+    // connection, dx = dy @ w); lda_n = 1, lda_k = O: y = a^T @ b over the batch (its weight
+    // gradient, dw = dy^T @ x, each sum over the images in order).
+    void (*matmul)(float* y, const float* a, int64_t lda_n, int64_t lda_k, const float* b,
+                   int64_t N, int64_t Kd, int64_t I);
 };
 
 namespace scalar {

@@ -491,22 +491,132 @@ void rbf_rows(float* y, const float* x, const float* c, int64_t N, int64_t M, in
     }
 }
 
-// ---- fused backward and SDLM update of one row of a full connection ---------------------
-// dx += d w with axpy's FMA (the same bits as axpy); w -= step (d x) with a multiply, a
-// multiply and a subtraction, like the scalar loop (no FMA: numpy's roundings).
-void linear_row_update(float* dx, float* w, const float* step, const float* x, float d,
-                       int64_t n) {
+// ---- SDLM update of one row of a full connection at batch 1 ----------------------------
+// w -= step (d x) with a multiply, a multiply and a subtraction, like the scalar loop (no
+// FMA: numpy's roundings of w -= step * g with g = d x).
+void outer_update(float* w, const float* step, const float* x, float d, int64_t n) {
     const __m256 dv = _mm256_set1_ps(d);
     int64_t i = 0;
     for (; i + 8 <= n; i += 8) {
-        const __m256 wv = _mm256_loadu_ps(w + i);
-        _mm256_storeu_ps(dx + i, _mm256_fmadd_ps(dv, wv, _mm256_loadu_ps(dx + i)));
         const __m256 g = _mm256_mul_ps(dv, _mm256_loadu_ps(x + i));
+        const __m256 wv = _mm256_loadu_ps(w + i);
         _mm256_storeu_ps(w + i, _mm256_sub_ps(wv, _mm256_mul_ps(_mm256_loadu_ps(step + i), g)));
     }
-    for (; i < n; ++i) {
-        dx[i] = std::fma(d, w[i], dx[i]);
-        w[i] -= step[i] * (d * x[i]);
+    for (; i < n; ++i) w[i] -= step[i] * (d * x[i]);
+}
+
+// ---- convolution weight gradient, flat layout ------------------------------------------
+// KB kernels by NS columns s of the kernel row r: KB*NS accumulators along f (at most
+// 2 x 5, with the KB gradient vectors and one input vector: 13 ymm registers). Per vector of
+// f: KB loads of dy, NS of x (shifted by s), KB*NS FMAs. TAIL: the last vector is partial.
+template <int KB, int NS>
+inline void dw_flat_block(float* const* dw, const float* const* dy, const float* x, int64_t W,
+                          int64_t L, int64_t r, int64_t s0, int64_t S) {
+    __m256 acc[KB][NS];
+    for (int k = 0; k < KB; ++k)
+        for (int s = 0; s < NS; ++s) acc[k][s] = _mm256_setzero_ps();
+    const float* xr = x + r * W + s0;
+    const int64_t full = L / 8 * 8;
+    int64_t f = 0;
+    for (; f < full; f += 8) {
+        __m256 g[KB];
+        for (int k = 0; k < KB; ++k) g[k] = _mm256_loadu_ps(dy[k] + f);
+        for (int s = 0; s < NS; ++s) {
+            const __m256 xv = _mm256_loadu_ps(xr + f + s);
+            for (int k = 0; k < KB; ++k) acc[k][s] = _mm256_fmadd_ps(g[k], xv, acc[k][s]);
+        }
+    }
+    if (f < L) {
+        const __m256i m = tail_mask(L - f);
+        __m256 g[KB];
+        for (int k = 0; k < KB; ++k) g[k] = _mm256_maskload_ps(dy[k] + f, m);
+        for (int s = 0; s < NS; ++s) {
+            const __m256 xv = _mm256_maskload_ps(xr + f + s, m);
+            for (int k = 0; k < KB; ++k) acc[k][s] = _mm256_fmadd_ps(g[k], xv, acc[k][s]);
+        }
+    }
+    for (int k = 0; k < KB; ++k)
+        for (int s = 0; s < NS; ++s) dw[k][r * S + s0 + s] = hsum(acc[k][s]);
+}
+
+template <int KB>
+void dw_flat_kernels(float* const* dw, const float* const* dy, const float* x, int64_t W,
+                     int64_t L, int64_t R, int64_t S) {
+    for (int64_t r = 0; r < R; ++r) {
+        if (S == 5) {
+            dw_flat_block<KB, 5>(dw, dy, x, W, L, r, 0, S);
+        } else {
+            for (int64_t s = 0; s < S; ++s) dw_flat_block<KB, 1>(dw, dy, x, W, L, r, s, S);
+        }
+    }
+}
+
+void conv_dw_flat(float* const* dw, const float* const* dy, int64_t K, const float* x,
+                  int64_t W, int64_t L, int64_t R, int64_t S) {
+    int64_t k = 0;
+    for (; k + 2 <= K; k += 2) dw_flat_kernels<2>(dw + k, dy + k, x, W, L, R, S);
+    if (k < K) dw_flat_kernels<1>(dw + k, dy + k, x, W, L, R, S);
+}
+
+// ---- small matrix products (the full connections' backward, network.cpp) --------------
+// NR rows of y by NV vectors of columns: NR*NV accumulators (at most 4 x 3), each load of b
+// shared by the NR rows and each broadcast of a by the NV vectors. Every y[n][i] sums its
+// products over k ascending, whatever the blocking.
+template <int NR, int NV, bool TAIL>
+inline void matmul_block(float* y, const float* a, int64_t lda_n, int64_t lda_k, const float* b,
+                         int64_t Kd, int64_t I, int64_t i0, __m256i m) {
+    __m256 acc[NR][NV];
+    for (int r = 0; r < NR; ++r)
+        for (int v = 0; v < NV; ++v) acc[r][v] = _mm256_setzero_ps();
+    for (int64_t k = 0; k < Kd; ++k) {
+        __m256 bv[NV];
+        const float* bk = b + k * I + i0;
+        for (int v = 0; v < NV; ++v)
+            bv[v] = (TAIL && v == NV - 1) ? _mm256_maskload_ps(bk + 8 * v, m)
+                                          : _mm256_loadu_ps(bk + 8 * v);
+        for (int r = 0; r < NR; ++r) {
+            const __m256 av = _mm256_broadcast_ss(a + r * lda_n + k * lda_k);
+            for (int v = 0; v < NV; ++v) acc[r][v] = _mm256_fmadd_ps(av, bv[v], acc[r][v]);
+        }
+    }
+    for (int r = 0; r < NR; ++r)
+        for (int v = 0; v < NV; ++v) {
+            float* yr = y + r * I + i0 + 8 * v;
+            if (TAIL && v == NV - 1)
+                _mm256_maskstore_ps(yr, m, acc[r][v]);
+            else
+                _mm256_storeu_ps(yr, acc[r][v]);
+        }
+}
+
+template <int NR>
+void matmul_rows(float* y, const float* a, int64_t lda_n, int64_t lda_k, const float* b,
+                 int64_t Kd, int64_t I) {
+    int64_t i0 = 0;
+    for (; i0 + 24 <= I; i0 += 24)
+        matmul_block<NR, 3, false>(y, a, lda_n, lda_k, b, Kd, I, i0, __m256i());
+    const int64_t rest = I - i0;
+    if (rest == 0) return;
+    const int64_t nv = (rest + 7) / 8, last = rest - 8 * (nv - 1);
+    const __m256i m = tail_mask(last);
+    switch (nv * 2 + (last != 8 ? 1 : 0)) {
+        case 2: matmul_block<NR, 1, false>(y, a, lda_n, lda_k, b, Kd, I, i0, m); break;
+        case 3: matmul_block<NR, 1, true>(y, a, lda_n, lda_k, b, Kd, I, i0, m); break;
+        case 4: matmul_block<NR, 2, false>(y, a, lda_n, lda_k, b, Kd, I, i0, m); break;
+        case 5: matmul_block<NR, 2, true>(y, a, lda_n, lda_k, b, Kd, I, i0, m); break;
+        default: matmul_block<NR, 3, true>(y, a, lda_n, lda_k, b, Kd, I, i0, m); break;
+    }
+}
+
+void matmul(float* y, const float* a, int64_t lda_n, int64_t lda_k, const float* b, int64_t N,
+            int64_t Kd, int64_t I) {
+    int64_t n = 0;
+    for (; n + 4 <= N; n += 4) matmul_rows<4>(y + n * I, a + n * lda_n, lda_n, lda_k, b, Kd, I);
+    switch (N - n) {
+        case 3: matmul_rows<3>(y + n * I, a + n * lda_n, lda_n, lda_k, b, Kd, I); break;
+        case 2: matmul_rows<2>(y + n * I, a + n * lda_n, lda_n, lda_k, b, Kd, I); break;
+        case 1: matmul_rows<1>(y + n * I, a + n * lda_n, lda_n, lda_k, b, Kd, I); break;
+        default: break;
     }
 }
 
@@ -516,8 +626,8 @@ const Isa kIsa = {
     "avx2",          conv_plane,      conv_dw_plane,
     linear_rows,     axpy,            axpy_diff,
     subsample_plane, subsample_backward_plane, squash,
-    squash_backward, rbf_rows,        linear_row_update,
-    conv_acc_flat,
+    squash_backward, rbf_rows,        outer_update,
+    conv_acc_flat,   conv_dw_flat,    matmul,
 };
 
 }  // namespace avx2

@@ -145,11 +145,32 @@ void rbf_rows(float* y, const float* x, const float* c, int64_t N, int64_t M, in
         }
 }
 
-void linear_row_update(float* dx, float* w, const float* step, const float* x, float d,
-                       int64_t n) {
-    for (int64_t i = 0; i < n; ++i) {
-        dx[i] += d * w[i];
-        w[i] -= step[i] * (d * x[i]);
+void outer_update(float* w, const float* step, const float* x, float d, int64_t n) {
+    for (int64_t i = 0; i < n; ++i) w[i] -= step[i] * (d * x[i]);
+}
+
+void conv_dw_flat(float* const* dw, const float* const* dy, int64_t K, const float* x,
+                  int64_t W, int64_t L, int64_t R, int64_t S) {
+    for (int64_t k = 0; k < K; ++k)
+        for (int64_t r = 0; r < R; ++r)
+            for (int64_t s = 0; s < S; ++s) {
+                const float* xr = x + r * W + s;
+                float acc = 0.0f;
+                for (int64_t f = 0; f < L; ++f) acc += dy[k][f] * xr[f];
+                dw[k][r * S + s] = acc;
+            }
+}
+
+void matmul(float* y, const float* a, int64_t lda_n, int64_t lda_k, const float* b, int64_t N,
+            int64_t Kd, int64_t I) {
+    for (int64_t n = 0; n < N; ++n) {
+        float* yn = y + n * I;
+        for (int64_t i = 0; i < I; ++i) yn[i] = 0.0f;
+        for (int64_t k = 0; k < Kd; ++k) {
+            const float av = a[n * lda_n + k * lda_k];
+            const float* bk = b + k * I;
+            for (int64_t i = 0; i < I; ++i) yn[i] += av * bk[i];
+        }
     }
 }
 
@@ -159,8 +180,8 @@ const Isa kIsa = {
     "scalar",      conv_plane,      conv_dw_plane,
     linear_rows,   axpy,            axpy_diff,
     subsample_plane, subsample_backward_plane, squash,
-    squash_backward, rbf_rows,      linear_row_update,
-    conv_acc_flat,
+    squash_backward, rbf_rows,      outer_update,
+    conv_acc_flat, conv_dw_flat,    matmul,
 };
 
 }  // namespace scalar

@@ -1,22 +1,14 @@
-// The whole LeNet-5 in one C++ call: one pass of stochastic diagonal Levenberg-Marquardt
-// (SDLM, the paper's Appendix C), one pattern per update. Python orchestrates passes (the
-// Hessian estimate, the steps eps_k, the order); this runs the per-pattern loop, which in
-// Python costs ~200 us of call overhead and temporaries per pattern.
-//
-// Per pattern, exactly as python/lenet_fast/model.py and train.py's _sdlm_pass do it with
-// the fast backend, through the same kernel drivers at batch 1 (so the same bits):
-//   forward  C1 -> f -> S2 -> f -> C3 -> f -> S4 -> f -> C5 -> f -> F6 -> f -> RBF: y (10,)
-//   error    argmin(y) != label (the first minimum, a NaN counts as the minimum, as numpy)
-//   loss     LeNet5.loss_gradient at batch 1: E and dE/dy
-//   backward LeNet5._backward (C1 without its input gradient)
-//   update   p -= step * grad, every parameter (F6 and C5 during the backward, once their
-//            input gradient is computed; the others after it: the same result)
+// The whole LeNet-5 in one C++ call each: inference (network_forward), the gradients of a
+// batch (network_gradients) and one pass of stochastic diagonal Levenberg-Marquardt (SDLM,
+// the paper's Appendix C, one pattern per update: sdlm_pass). Python orchestrates passes
+// (the Hessian estimate, the steps eps_k, the order).
 //
 // Shapes (float32, C-contiguous):
 //   c1.w (6,1,5,5)  c1.b (6,)   s2.coef (6,)   s2.bias (6,)   c3.w (T,5,5)   c3.b (16,)
 //   s4.coef (16,)   s4.bias (16,)  c5.w (120,16,5,5)  c5.b (120,)  f6.w (84,120)  f6.b (84,)
 //   rbf.c (10,84)   x (N,1,32,32)  labels (N,) in 0..9  order (P,) in [0,N)
 //   table (6,16), nonzero = connected, T nonzero entries (60 for the paper's Table I)
+// All arguments are trusted (the bindings, bind_network.cpp, validate them).
 #pragma once
 
 #include <cstdint>
@@ -33,12 +25,44 @@ enum LeNetParam : int {
 // Element count of each array; c3.w's depends on the table: T*25.
 int64_t lenet_param_size(int param, int64_t c3_pairs);
 
-struct SdlmOptions {
+// --- inference ----------------------------------------------------------------------------
+// y (N,10) = the RBF penalties of x (N,1,32,32), exactly LeNet5._forward's with the fast
+// backend: the layer kernels' micro-kernels in the same order on each image, so the same
+// bits as the layer-by-layer kernel calls (kernels.h) at any batch size. p[q] the
+// parameters (read only; p[kRbfC] the centres). Image by image, every activation in one
+// per-thread workspace (51 KB), C5, F6 and the RBF on blocks of 8 images, threads over the
+// blocks (each image is computed by one thread: the result does not depend on the thread
+// count). No allocation per image.
+struct ForwardOptions {
+    bool subsample_mean = false;  // S2/S4 multiply 0.25 coef (the mean) instead of coef
+};
+
+void network_forward(float* y, const float* const* p, const float* x, int64_t N,
+                     const uint8_t* table, const ForwardOptions& opt);
+
+// --- training -----------------------------------------------------------------------------
+struct LossOptions {
     bool map_loss = false;        // false: Eq. 8, E = s y_label; true: Eq. 9 with map_j
     double loss_scale = 1.0;      // s: multiplies E and dE/dy
     double map_j = 10.0;          // Eq. 9's j > 0
     bool subsample_mean = false;  // S2/S4 multiply 0.25 coef (the mean) instead of coef (the sum)
 };
+
+struct GradResult {
+    double loss_sum = 0.0;  // sum over the patterns of s E (each in double)
+    int64_t errors = 0;     // patterns whose argmin(y) != label (before any update)
+};
+
+// The gradients g[q] (shapes of p[q], overwritten) of the batch-mean loss of x and labels,
+// and the penalties y (N,10) (may be null). g[kRbfC] null: the centres are not trained.
+// The forward pass is network_forward's (the same y bits). Threads over fixed blocks of 8
+// images; every sum over the batch runs in image or block order, so the result does not
+// depend on the thread count. Up to S4 the gradients are summed per image in float, then
+// over the images in double; C5's and F6's weight gradients are float sums over the
+// batch, in image order.
+GradResult network_gradients(float* const* g, float* y, const float* const* p, const float* x,
+                             const int64_t* labels, int64_t N, const uint8_t* table,
+                             const LossOptions& opt);
 
 struct SdlmNet {
     // Updated in place. p[kRbfC] is the RBF centres: trained when step[kRbfC] is not null,
@@ -48,37 +72,18 @@ struct SdlmNet {
     const float* step[kNumLeNetParams] = {};
 };
 
-struct SdlmResult {
-    double loss_sum = 0.0;  // sum over the patterns of E (each accumulated in double)
-    int64_t errors = 0;     // patterns whose argmin(y) != label, before their update
-};
+using SdlmResult = GradResult;
 
-// One SDLM pass over x[order[0]], x[order[1]], ..., x[order[P-1]]. All arguments are
-// trusted (the binding validates them). Allocates its workspace once, before the loop.
-// Runs on the calling thread alone, whatever num_threads() says (a SerialScope): the
-// kernels are too small at batch 1 for a parallel region to pay, and one costs
-// milliseconds when another process holds the other cores. Passes over different models
-// may run on different threads at once.
+// One SDLM pass over x[order[0]], x[order[1]], ..., x[order[P-1]]: per pattern,
+// network_gradients on it alone (its error counted before its update), then
+// p -= step * g for every trained array, a multiply rounded to float then a subtraction:
+// the bits of train.py's Python loop (model.gradients, then params -= steps * grads).
+// Allocates its workspace once, before the loop. Runs on the calling thread alone,
+// whatever num_threads() says (a SerialScope): one pattern is too little work for a thread
+// team, which costs milliseconds when another process holds the other cores. Passes over
+// different models may run on different threads at once.
 SdlmResult sdlm_pass(const SdlmNet& net, const float* x, const int64_t* labels,
                      const int64_t* order, int64_t P, const uint8_t* table,
-                     const SdlmOptions& opt);
-
-}  // namespace lenet_fast
-
-namespace lenet_fast {
-
-// --- inference: the whole forward pass in one call --------------------------------------
-// y (N,10) = the RBF penalties of x (N,1,32,32), exactly LeNet5._forward's with the fast
-// backend: the same micro-kernels in the same order on each image, so the same bits as the
-// layer-by-layer kernel calls (kernels.h) at any batch size. p[q] as SdlmNet's (read only;
-// p[kRbfC] the centres). Image by image, every activation in one per-thread workspace
-// (~24 KB: stays in L1), threads over the images (parallel_for: each image is computed by
-// one thread, so the result does not depend on the thread count). No allocation per image.
-struct ForwardOptions {
-    bool subsample_mean = false;  // S2/S4 multiply 0.25 coef (the mean) instead of coef
-};
-
-void network_forward(float* y, const float* const* p, const float* x, int64_t N,
-                     const uint8_t* table, const ForwardOptions& opt);
+                     const LossOptions& opt);
 
 }  // namespace lenet_fast

@@ -39,6 +39,18 @@ def network_forward(
     table: _Table,
     subsample: str,
 ) -> _F32: ...
+def network_gradients(
+    params: dict[str, _F32],
+    centres: _F32,
+    x: _F32,
+    labels: npt.NDArray[np.integer],
+    table: _Table,
+    loss: str,
+    loss_scale: float,
+    map_j: float,
+    subsample: str,
+    train_centres: bool,
+) -> tuple[float, int, dict[str, _F32], _F32]: ...
 def get_isa() -> str: ...
 def set_isa(name: str) -> None: ...
 def compiled_isas() -> list[str]: ...

@@ -332,6 +332,16 @@ class LeNet5:
         if xp.shape[0] == 0:
             raise ValueError("x: gradients of the mean loss need at least one pattern, got an empty batch")
         lab = _labels(labels, xp.shape[0])
+        if self.backend == "fast":
+            # one C++ call (``_core.network_gradients``): forward, loss and backward of the
+            # whole batch, threads over blocks of 8 images, the GIL released
+            p, o = self.params, self.options
+            loss_sum, _, g, y = _core.network_gradients(
+                {name: p[name] for name in PARAM_SHAPES}, self._centres(), xp, lab,
+                tables.C3_TABLE, o["loss"], o["loss_scale"], o["map_j"], o["subsample"],
+                RBF_PARAM in p,
+            )
+            return loss_sum / xp.shape[0], g, y
         y, cache = self._forward(xp)
         loss, gy = self.loss_gradient(y, lab)
         return loss, self._backward(cache, gy), y
