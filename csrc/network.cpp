@@ -99,10 +99,23 @@ double loss_gradient(float* gy, const float* y, int64_t label, const LossOptions
     return scale * loss;
 }
 
+// The sum of n floats in double: eight interleaved partial sums (one chain would wait on
+// the add latency at every element: ~5 us per image for C1's 5,376 bias terms).
 double sum_floats(const float* a, int64_t n) {
-    double s = 0.0;
-    for (int64_t i = 0; i < n; ++i) s += a[i];
-    return s;
+    double s0 = 0, s1 = 0, s2 = 0, s3 = 0, s4 = 0, s5 = 0, s6 = 0, s7 = 0, tail = 0;
+    const int64_t full = n / 8 * 8;
+    for (int64_t i = 0; i < full; i += 8) {
+        s0 += a[i];
+        s1 += a[i + 1];
+        s2 += a[i + 2];
+        s3 += a[i + 3];
+        s4 += a[i + 4];
+        s5 += a[i + 5];
+        s6 += a[i + 6];
+        s7 += a[i + 7];
+    }
+    for (int64_t i = full; i < n; ++i) tail += a[i];
+    return ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7)) + tail;
 }
 
 // What every image of one call shares: the kernels of C1; C3's connections seen from its

@@ -48,7 +48,8 @@ fi
 
 if [ "$#" -eq 0 ]; then
     set -- tests/test_kernels.py tests/test_errors.py tests/test_model.py tests/test_threads.py \
-        tests/test_fuzz.py tests/test_properties.py tests/test_fused.py
+        tests/test_fuzz.py tests/test_properties.py tests/test_fused.py \
+        tests/test_fused_forward.py tests/test_fused_gradients.py
 fi
 
 # run from a folder outside the source tree's python/ so the venv's lenet_fast is imported
