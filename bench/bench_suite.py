@@ -6,7 +6,7 @@ inference and for a training step, at the batch sizes and thread counts of issue
 Validate first, then time, and say what was measured (STYLE.md habit 12):
 
 1. Every implementation builds the same network from one ``LeNet5``'s parameters. Before
-   anything is timed, each one's output (inference), or its gradients and the parameter
+   it is timed, each one's output (inference), or its gradients and the parameter
    change of the timed step (training), is checked against ``lenet_fast.reference`` in
    float64. A lenet_fast (or reference) disagreement aborts the run (exit status 1, nothing
    reported); a peer that disagrees or fails is reported as failed, with the reason, and
@@ -17,15 +17,27 @@ Validate first, then time, and say what was measured (STYLE.md habit 12):
 3. A markdown report goes to stdout and, with ``--json PATH``, the same as JSON with the
    CPU, ISA, threads, library versions and git commit.
 
+Each implementation is validated and timed in a child process of its own, one after the
+other (lenet_fast first): this script again, with the same arguments and environment plus
+the internal ``--worker KEY --worker-out PART.json``; this process merges the parts, computes
+the ratios and reports. So no other library's thread pool exists while one is timed: in one
+process PyTorch's and ONNX Runtime's pools outlive their measurements beside lenet_fast's
+OpenMP team (one full run measured lenet_fast at 32,001 images/s, inference at batch 256 on
+2 threads, beside them, and 145,884 alone; bench/README.md has what re-measuring found).
+``--in-process`` runs everything in this one process, as the suite used to. A peer whose
+process fails (exit status, signal) is reported as failed with the last line of its stderr.
+
 Usage::
 
     python bench/bench_suite.py                      # full run (~2 minutes)
     python bench/bench_suite.py --quick              # CI smoke run (< 30 s), still validates
     python bench/bench_suite.py --json suite.json --peers lenet_fast,torch,onnxruntime
+    python bench/bench_suite.py --in-process         # all in one process (thread pools interfere)
 
 Peers that are not installed (``pip install ".[bench]"`` installs them) are reported as
 "not installed". Exit status: 0 success, 1 lenet_fast or the reference disagrees with the
-float64 reference, 2 bad arguments. bench/README.md explains every number.
+float64 reference (or its process fails), 2 bad arguments. bench/README.md explains every
+number.
 """
 
 from __future__ import annotations
@@ -38,7 +50,7 @@ import json
 import math
 import os
 import platform
-import statistics
+import signal
 import subprocess
 import sys
 import tempfile
@@ -180,7 +192,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=PEAK_GMACS_PER_CORE,
         help=f"fp32 FMA peak per core in G multiply-adds/s (default {PEAK_GMACS_PER_CORE:g})",
     )
+    p.add_argument(
+        "--in-process",
+        action="store_true",
+        help="time every implementation in this one process (the old way; their thread pools "
+        "then live side by side and slow each other down). Default: each implementation is "
+        "validated and timed in a child process of its own",
+    )
+    # internal: the child process of one implementation (see worker_command)
+    p.add_argument("--worker", choices=PEERS, help=argparse.SUPPRESS)
+    p.add_argument("--worker-out", metavar="PATH", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
+    if bool(args.worker) != bool(args.worker_out):
+        p.error("--worker and --worker-out go together")
     if args.repeats is None:
         args.repeats = 3 if args.quick else 7
     if args.repeats < 1:
@@ -1014,6 +1039,7 @@ def machine_facts(
         "lenet_fast_info": info,
         "load_average_1min_at_start": _load(),
         "blas_threads": blas.how,
+        "thread_environment": thread_env(),
         "data": data_source,
         "model": args.model or f"LeNet5(seed={args.seed}) at initialisation",
         "model_options": dict(model.options),
@@ -1091,27 +1117,198 @@ def detail_table(cases: list[Case], impls: list[str], rows: dict) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
+    """The suite: each implementation validated and timed in a worker process of its own,
+    one after the other (``--in-process``: all in this process); then the report."""
+    if args.worker:
+        return run_worker(args)
     t_start = time.perf_counter()
     if args.isa:
         lenet_fast.set_isa(args.isa)
     blas = BlasThreads()
-    cases: list[Case] = args.cases
+    model, x_all, lab_all, data_source = build_inputs(args)
+    facts = machine_facts(args, blas, data_source, model)
 
+    parts: list[dict] = []
+    if args.in_process:
+        parts.append(measure_impls(args, args.peers, model, x_all, lab_all, blas))
+    else:
+        # lenet_fast first: if it (or the reference) disagrees, nothing else need run
+        with tempfile.TemporaryDirectory(prefix="lenet_fast_suite_") as tmp:
+            for key in args.peers:
+                if skip_reason(args, key):
+                    part = new_part()
+                    part["status"][key] = skip_reason(args, key)
+                else:
+                    out = Path(tmp) / f"{key}.json"
+                    part = run_worker_process(worker_command(args, key, out), key, out)
+                if part["crashed"] and key in ("lenet_fast", "reference"):
+                    part["fatal"] = (
+                        f"error: {LABELS[key]}'s process failed, nothing is reported: "
+                        f"{part['crashed']}"
+                    )
+                parts.append(part)
+                if part["fatal"]:
+                    break
+    for part in parts:
+        if part["fatal"]:
+            print(f"\n{part['fatal']}", file=sys.stderr)
+            return 1
+    report(args, facts, merge_parts(parts, facts), time.perf_counter() - t_start)
+    return 0
+
+
+# The environment variables that decide the thread pools; a worker records what it saw.
+THREAD_ENV = (
+    "OMP_NUM_THREADS",
+    "OMP_WAIT_POLICY",
+    "OMP_PROC_BIND",
+    "OMP_PLACES",
+    "GOMP_SPINCOUNT",
+    "OPENBLAS_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "LENET_FAST_ISA",
+)
+
+
+def thread_env() -> dict[str, str | None]:
+    return {v: os.environ.get(v) for v in THREAD_ENV}
+
+
+def build_inputs(args: argparse.Namespace) -> tuple[LeNet5, np.ndarray, np.ndarray, str]:
+    """The model and the patterns, the same in every process (seeded, or read from files)."""
     model = LeNet5.load(args.model) if args.model else LeNet5(seed=args.seed)
-    n_data = max([c.batch for c in cases] + list(args.block.values()) + [VALIDATE_PATTERNS, 64])
+    n_data = max(
+        [c.batch for c in args.cases] + list(args.block.values()) + [VALIDATE_PATTERNS, 64]
+    )
     x_all, lab_all, data_source = load_inputs(args, n_data)
+    return model, x_all, lab_all, data_source
+
+
+def skip_reason(args: argparse.Namespace, key: str) -> str | None:
+    return "skipped (--quick)" if key == "torch.compile" and args.quick else None
+
+
+def new_part() -> dict:
+    """What one process contributes to the results (JSON-ready: rows is a list). ``fatal``:
+    why the run stops with exit status 1, nothing reported (lenet_fast or the reference
+    disagreed with the float64 reference, or its process failed); ``crashed``: why a worker
+    process gave no results."""
+    return {
+        "validation": [],
+        "rows": [],
+        "status": {},
+        "notes": [],
+        "impls": {},
+        "fatal": None,
+        "crashed": None,
+        "process": None,
+    }
+
+
+def worker_command(args: argparse.Namespace, key: str, out: Path) -> list[str]:
+    """This script, with this run's arguments (so --isa, --model, --data, --quick, --repeats
+    ... are the same), measuring only ``key`` and writing its part to ``out``. The child
+    inherits this process's environment (OMP_NUM_THREADS and the rest) and directory."""
+    script = str(Path(__file__).resolve())
+    return [sys.executable, script, *args.argv, "--worker", key, "--worker-out", str(out)]
+
+
+def run_worker_process(cmd: list[str], key: str, out: Path) -> dict:
+    """Run one worker to its end and return its part. A worker that exits nonzero, dies of a
+    signal or writes no results gives a part with status "failed" and ``crashed`` = why
+    (with the last line of its stderr). Its output goes to our stderr: stdout is the report's."""
+    t0 = time.perf_counter()
+    proc = subprocess.run(
+        cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True, errors="replace", check=False
+    )
+    sys.stderr.write(proc.stdout + proc.stderr)
+    sys.stderr.flush()
+    ran = {"exit_status": proc.returncode, "run_time_s": round(time.perf_counter() - t0, 3)}
+    why = ""
+    if proc.returncode == 0:
+        try:
+            part = json.loads(out.read_text(encoding="utf-8"))
+            part["process"] = {**(part.get("process") or {}), **ran}
+            return part
+        except (OSError, ValueError) as e:
+            why = f"its process exited without results ({type(e).__name__})"
+    elif proc.returncode < 0:
+        try:
+            name = signal.Signals(-proc.returncode).name
+        except ValueError:
+            name = f"signal {-proc.returncode}"
+        why = f"its process was killed by {name}"
+    else:
+        why = f"its process exited with status {proc.returncode}"
+    last = [s.strip() for s in proc.stderr.splitlines() if s.strip()]
+    if last:
+        why += f": {last[-1][:300]}"
+    part = new_part()
+    part["status"][key] = "failed"
+    part["notes"].append(f"{LABELS[key]}: failed: {why}; not timed")
+    part["crashed"] = why
+    part["process"] = ran
+    return part
+
+
+def run_worker(args: argparse.Namespace) -> int:
+    """``--worker KEY``: validate and time KEY alone in this process; write its part to
+    ``--worker-out`` (exit 0 whenever the part is written, a disagreement included)."""
+    env = thread_env()
+    if args.isa:
+        lenet_fast.set_isa(args.isa)
+    if args.worker != "lenet_fast":
+        # a peer's process uses lenet_fast only to compute the SDLM steps: on one thread, so
+        # that no OpenMP team of lenet_fast's exists (and spins) while the peer is timed
+        lenet_fast.set_num_threads(1)
+    blas = BlasThreads()
+    model, x_all, lab_all, _ = build_inputs(args)
+    part = measure_impls(args, [args.worker], model, x_all, lab_all, blas)
+    part["process"] = {
+        "pid": os.getpid(),
+        "thread_environment": env,
+        "isa": lenet_fast.get_isa(),
+        "peer_libraries_loaded": [m for m in ("torch", "onnxruntime") if m in sys.modules],
+        "os_threads_at_end": _os_threads(),
+    }
+    Path(args.worker_out).write_text(json.dumps(part, default=str) + "\n", encoding="utf-8")
+    return 0
+
+
+def _os_threads() -> int | None:
+    try:
+        return len(os.listdir("/proc/self/task"))
+    except OSError:
+        return None
+
+
+def measure_impls(
+    args: argparse.Namespace,
+    keys: list[str],
+    model: LeNet5,
+    x_all: np.ndarray,
+    lab_all: np.ndarray,
+    blas: BlasThreads,
+) -> dict:
+    """Validate the implementations ``keys`` (lenet_fast first, if among them), all of them
+    before any is timed, then time them one at a time, in this process. Returns their part
+    (``new_part``); a lenet_fast or reference disagreement stops it with ``fatal`` set."""
+    cases: list[Case] = args.cases
+    part = new_part()
     steps = sdlm_steps(model, x_all[:64], lab_all[:64])
     start = {k: v.copy() for k, v in model.params.items()}
     truth = Truth(model)
-    facts = machine_facts(args, blas, data_source, model)
 
     # ---- the implementations ("not installed" / "failed: ..." when a peer cannot run)
-    impls: dict[str, Impl] = {"lenet_fast": LenetFastImpl(model, steps)}
-    status: dict[str, str] = {}
-    notes: list[str] = []
-    for key in args.peers[1:]:
-        if key == "torch.compile" and args.quick:
-            status[key] = "skipped (--quick)"
+    impls: dict[str, Impl] = {}
+    status: dict[str, str] = part["status"]
+    notes: list[str] = part["notes"]
+    for key in keys:
+        if skip_reason(args, key):
+            status[key] = skip_reason(args, key)
+            continue
+        if key == "lenet_fast":
+            impls[key] = LenetFastImpl(model, steps)
             continue
         try:
             if key == "reference":
@@ -1130,6 +1327,7 @@ def run(args: argparse.Namespace) -> int:
             notes.append(f"{LABELS[key]}: failed to set up: {type(e).__name__}: {e}")
     for key, impl in impls.items():
         status.setdefault(key, impl.version)
+        part["impls"][key] = {"version": impl.version, "note": impl.note}
 
     def data_for(case: Case, key: str, validate: bool) -> tuple[np.ndarray, np.ndarray]:
         n = (
@@ -1140,7 +1338,7 @@ def run(args: argparse.Namespace) -> int:
         return x_all[:n], lab_all[:n]
 
     # ---- 1. validate everything against the float64 reference
-    validation: list[dict] = []
+    validation: list[dict] = part["validation"]
     trainers: dict[tuple[str, int], Any] = {}
     truth_cache: dict[tuple, Any] = {}
     broken: dict[tuple[str, str], str] = {}  # (impl, case) -> why it is not timed
@@ -1216,8 +1414,8 @@ def run(args: argparse.Namespace) -> int:
                 validate(key, impl, c)
             except ValidationError as e:
                 if key in ("lenet_fast", "reference"):
-                    print(f"\nVALIDATION FAILED, nothing is reported: {e}", file=sys.stderr)
-                    return 1
+                    part["fatal"] = f"VALIDATION FAILED, nothing is reported: {e}"
+                    return part
                 broken[(key, c.key)] = f"failed validation: {e}"
             except Exception as e:  # a peer that breaks is reported, not fatal
                 if key in ("lenet_fast", "reference"):
@@ -1229,10 +1427,11 @@ def run(args: argparse.Namespace) -> int:
             try:
                 validation.append(check_fused_vs_loop(model, steps, x_all, lab_all))
             except ValidationError as e:
-                print(f"\nVALIDATION FAILED, nothing is reported: {e}", file=sys.stderr)
-                return 1
+                part["fatal"] = f"VALIDATION FAILED, nothing is reported: {e}"
+                return part
 
-    # ---- 2. time: one implementation at a time, so only its thread pool is busy
+    # ---- 2. time, one implementation at a time (in one process the others' thread pools
+    # still exist, and torch's and ONNX Runtime's slow lenet_fast's: hence the workers)
     rows: dict[tuple[str, str], dict] = {}
     for key, impl in impls.items():
         for c in cases:
@@ -1293,12 +1492,48 @@ def run(args: argparse.Namespace) -> int:
     for key, impl in impls.items():
         if all((key, c.key) in broken for c in cases if impl.supports(c) is None):
             status[key] = "failed"
-    for (key, ck), r in rows.items():
+    part["rows"] = list(rows.values())
+    return part
+
+
+def process_mode(args: argparse.Namespace) -> str:
+    if args.in_process:
+        return "all implementations timed in one process (--in-process)"
+    return "each implementation timed in its own process"
+
+
+def merge_parts(parts: list[dict], facts: dict) -> dict:
+    """The parts of the processes as one result, with the ratios lenet_fast / peer, and a
+    note if a worker saw another thread environment or ISA than this process."""
+    rows = {(r["impl"], r["case"]): r for p in parts for r in p["rows"]}
+    for (_, ck), r in rows.items():
         base = rows.get(("lenet_fast", ck), {}).get("images_per_s")
         r["ratio"] = base / r["images_per_s"] if base and r.get("images_per_s") else None
+    res = {
+        "validation": [v for p in parts for v in p["validation"]],
+        "rows": rows,
+        "status": {k: v for p in parts for k, v in p["status"].items()},
+        "notes": [n for p in parts for n in p["notes"]],
+        "impls": {k: v for p in parts for k, v in p["impls"].items()},
+        "processes": {k: p["process"] for p in parts for k in p["status"] if p["process"]},
+    }
+    for key, proc in res["processes"].items():
+        env = proc.get("thread_environment")
+        if env is not None and env != facts["thread_environment"]:
+            res["notes"].append(
+                f"{LABELS[key]}'s process saw the thread environment {env}, "
+                f"not {facts['thread_environment']}"
+            )
+        if proc.get("isa") not in (None, facts["isa"]):
+            res["notes"].append(f"{LABELS[key]}'s process ran lenet_fast on ISA {proc['isa']}")
+    return res
 
-    # ---- 3. report
-    elapsed = time.perf_counter() - t_start
+
+def report(args: argparse.Namespace, facts: dict, res: dict, elapsed: float) -> None:
+    """Print the markdown report; with --json, write the JSON too."""
+    cases: list[Case] = args.cases
+    validation, rows, status = res["validation"], res["rows"], res["status"]
+    impls, notes = res["impls"], res["notes"]
     order = [k for k in PEERS if k in args.peers]
     commit = facts["git_commit"] + (
         " (working tree modified)" if facts["git_tree_modified"] else ""
@@ -1333,11 +1568,13 @@ def run(args: argparse.Namespace) -> int:
             f"git commit {commit}"
         ),
         f"- Python {facts['python_version']}, numpy {facts['numpy_version']} (BLAS threads: "
-        f"{blas.how}), " + ", ".join(f"{LABELS[k]}: {status.get(k, 'not run')}" for k in order[1:]),
-        f"- model: {facts['model']}, options {facts['model_options']}; input: {data_source}",
+        f"{facts['blas_threads']})"
+        + "".join(f", {LABELS[k]}: {status.get(k, 'not run')}" for k in order[1:]),
+        f"- model: {facts['model']}, options {facts['model_options']}; input: {facts['data']}",
         f"- method: every implementation validated against lenet_fast.reference in float64 first; "
         f"then warm-up and {args.repeats} timed runs (the reference: {min(args.repeats, 3)}) of "
         f">= {args.timing['min_run_s'] * 1e3:g} ms; median, min-max over the runs"
+        + f"; {process_mode(args)}"
         + (" [--quick]" if args.quick else ""),
         f"- date: {facts['date']}",
         "",
@@ -1360,7 +1597,7 @@ def run(args: argparse.Namespace) -> int:
         (
             f"Training step: at batch 1 the per-pattern SDLM update (forward, backward, "
             f"p -= eps*grad), at batch b one SGD step (lr {SGD_LR:g}) on the batch-mean loss "
-            f"({model.options['loss']}). % of FMA peak = images/s x {MACS['infer']:,} (inference) "
+            f"({facts['model_options']['loss']}). % of FMA peak = images/s x {MACS['infer']:,} (inference) "
             f"or {MACS['train']:,} (training) multiply-adds / ({args.peak_gmacs:g}e9 x threads). "
             "'lenet_fast / this' > 1: lenet_fast is faster."
         ),
@@ -1374,7 +1611,11 @@ def run(args: argparse.Namespace) -> int:
     lines += [
         "",
         "Implementations:",
-        *(f"- {LABELS[k]} ({impls[k].version}): {impls[k].note}" for k in order if k in impls),
+        *(
+            f"- {LABELS[k]} ({impls[k]['version']}): {impls[k]['note']}"
+            for k in order
+            if k in impls
+        ),
     ]
     if notes:
         lines += ["", "Notes:", *(f"- {n}" for n in notes)]
@@ -1389,6 +1630,7 @@ def run(args: argparse.Namespace) -> int:
                 "repeats": args.repeats,
                 "cases": [c.key for c in cases],
                 "peers": args.peers,
+                "process_mode": process_mode(args),
                 **args.timing,
                 "patterns_per_call_batch1": args.block,
                 "sgd_lr": SGD_LR,
@@ -1402,7 +1644,8 @@ def run(args: argparse.Namespace) -> int:
             "peers": {
                 k: {
                     "status": status.get(k, "not run"),
-                    "note": impls[k].note if k in impls else None,
+                    "note": impls[k]["note"] if k in impls else None,
+                    "process": res["processes"].get(k),
                 }
                 for k in order
             },
@@ -1416,7 +1659,6 @@ def run(args: argparse.Namespace) -> int:
         Path(args.json).write_text(
             json.dumps(result, indent=2, default=str) + "\n", encoding="utf-8"
         )
-    return 0
 
 
 def check_fused_vs_loop(
