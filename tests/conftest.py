@@ -13,10 +13,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import lenet_fast
 import numpy as np
 import pytest
-
-import lenet_fast
 
 # The floating-point tolerance of each kernel against the float64 reference, in one table.
 # The check is |got - want| <= TOL * max(1, max|want|): float32 sums of up to a few
@@ -117,3 +116,29 @@ def ticks_during(call: Callable[[], object]) -> int:
     finally:
         done.set()
         spinner.join()
+
+
+def moved_model(config: dict, seed: int = 3) -> lenet_fast.LeNet5:
+    """A LeNet5(seed, **config) moved off its initialisation (every parameter plus 0.05 x a
+    normal draw), so that every parameter matters to the outputs and gradients."""
+    m = lenet_fast.LeNet5(seed=seed, **config)
+    rng = np.random.default_rng(seed)
+    for a in m.params.values():
+        a += (0.05 * rng.standard_normal(a.shape)).astype(np.float32)
+    return m
+
+
+def in_threads(n: int, fn: Callable[[int], object]) -> list:
+    """fn(0) .. fn(n-1), each on its own Python thread, all started before any is joined;
+    their results in order."""
+    out: list = [None] * n
+
+    def run(i: int) -> None:
+        out[i] = fn(i)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return out

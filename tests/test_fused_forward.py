@@ -5,12 +5,10 @@ backend, across thread counts, and its argument checks."""
 
 from __future__ import annotations
 
-import threading
-
+import lenet_fast
 import numpy as np
 import pytest
-
-import lenet_fast
+from conftest import in_threads, moved_model
 from lenet_fast import _core, tables
 from lenet_fast.model import PARAM_SHAPES, LeNet5
 
@@ -34,12 +32,7 @@ def inputs(n: int, seed: int = 0) -> np.ndarray:
     return x
 
 
-def model(config: dict, seed: int = 3) -> LeNet5:
-    m = LeNet5(seed=seed, **config)
-    rng = np.random.default_rng(seed)
-    for a in m.params.values():  # move off the initialisation: every parameter matters
-        a += (0.05 * rng.standard_normal(a.shape)).astype(np.float32)
-    return m
+model = moved_model
 
 
 def call(m: LeNet5, x: np.ndarray) -> np.ndarray:
@@ -98,17 +91,7 @@ def test_calls_from_several_threads_at_once_match(isa):
     m = model({"subsample": "sum"})
     xs = [inputs(9, seed=s) for s in range(4)]
     want = [m.forward(x) for x in xs]
-    got: list = [None] * 4
-
-    def run(i: int) -> None:
-        for _ in range(5):
-            got[i] = m.forward(xs[i])
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    got = in_threads(4, lambda i: [m.forward(xs[i]) for _ in range(5)][-1])
     for g, w in zip(got, want):
         np.testing.assert_array_equal(g, w)
 

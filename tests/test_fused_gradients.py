@@ -5,13 +5,10 @@ several Python threads, and its argument checks."""
 
 from __future__ import annotations
 
-import threading
-
+import lenet_fast
 import numpy as np
 import pytest
-from conftest import ticks_during
-
-import lenet_fast
+from conftest import in_threads, moved_model, ticks_during
 from lenet_fast import _core, tables
 from lenet_fast.model import PARAM_SHAPES, RBF_PARAM, LeNet5
 
@@ -33,21 +30,16 @@ def inputs(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     return x, rng.integers(0, 10, n)
 
 
-def model(config: dict, seed: int = 3) -> LeNet5:
-    m = LeNet5(seed=seed, **config)
-    rng = np.random.default_rng(seed)
-    for a in m.params.values():  # move off the initialisation: every parameter matters
-        a += (0.05 * rng.standard_normal(a.shape)).astype(np.float32)
-    return m
+model = moved_model
 
 
 def call(m: LeNet5, x: np.ndarray, labels, **change):
-    args = dict(
-        params={k: m.params[k] for k in PARAM_SHAPES}, centres=m._centres(), x=x, labels=labels,
-        table=tables.C3_TABLE, loss=m.options["loss"], loss_scale=m.options["loss_scale"],
-        map_j=m.options["map_j"], subsample=m.options["subsample"],
-        train_centres=RBF_PARAM in m.params,
-    )
+    args = {
+        "params": {k: m.params[k] for k in PARAM_SHAPES}, "centres": m._centres(), "x": x,
+        "labels": labels, "table": tables.C3_TABLE, "loss": m.options["loss"],
+        "loss_scale": m.options["loss_scale"], "map_j": m.options["map_j"],
+        "subsample": m.options["subsample"], "train_centres": RBF_PARAM in m.params,
+    }
     args.update(change)
     return _core.network_gradients(**args)
 
@@ -120,17 +112,7 @@ def test_calls_from_several_threads_at_once_match(isa):
     m = model({"subsample": "sum"})
     batches = [inputs(10, seed=s) for s in range(4)]
     want = [m.gradients(x, lab)[1] for x, lab in batches]
-    got: list = [None] * 4
-
-    def run(i: int) -> None:
-        for _ in range(3):
-            got[i] = m.gradients(*batches[i])[1]
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    got = in_threads(4, lambda i: [m.gradients(*batches[i])[1] for _ in range(3)][-1])
     for g, w in zip(got, want):
         for name in w:
             np.testing.assert_array_equal(g[name], w[name], err_msg=name)
