@@ -1,4 +1,4 @@
-// pybind11 glue for the fused SDLM pass and the fused forward (network.h): validate every
+// pybind11 glue for the fused forward, gradients and SDLM pass (network.h): validate every
 // argument with the GIL held, then release the GIL for the C++ call, which touches no
 // Python object.
 #include <pybind11/pybind11.h>

@@ -2,9 +2,10 @@
 (forward, error count, loss, backward, ``p -= eps * grad`` for every parameter) without a
 Python round trip per pattern.
 
-It gives the results of the Python loop with the fast backend (the same kernels, called in
-the same order at batch 1: in practice the same bits) several times faster; Python keeps
-the orchestration (Hessian estimate, steps, order, progress, checkpoints).
+It gives the bits of the Python loop with the fast backend (per pattern the same C++
+forward and backward as :meth:`LeNet5.gradients` at batch 1, then the same update)
+several times faster; Python keeps the orchestration (Hessian estimate, steps, order,
+progress, checkpoints).
 """
 
 from __future__ import annotations

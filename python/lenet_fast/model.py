@@ -326,8 +326,14 @@ class LeNet5:
         return g
 
     def gradients(self, x: npt.ArrayLike, labels: npt.ArrayLike) -> tuple[float, dict[str, Array], Array]:
-        """(loss, gradients of every parameter, penalties (N,10)) for a batch; the loss is
-        the mean over the batch."""
+        """Loss, gradients and penalties of a batch.
+
+        ``x``: N >= 1 images as :meth:`prepare` takes them; ``labels``: (N,) digits 0..9.
+        Returns ``(loss, grads, y)``: the loss (a float, mean over the batch of the scaled
+        loss of ``options``), its gradient for every parameter (a dict of arrays shaped as
+        ``params``; ``"rbf.c"`` too when the centres are trainable) and the penalties y
+        (N,10). With the fast backend one C++ call (``_core.network_gradients``; its
+        results do not depend on the thread count), else the NumPy layers."""
         xp = self.prepare(x)
         if xp.shape[0] == 0:
             raise ValueError("x: gradients of the mean loss need at least one pattern, got an empty batch")
