@@ -134,7 +134,8 @@ struct Plan {
     const float* bw[kM3][kM1];
     int64_t T = 0;
     float coef2[kM1], coef4[kM3];
-    float rot[kMaxPairs * kKK] = {};  // C3's kernels rotated by 180 degrees (training only)
+    float rot[kMaxPairs * kKK];  // C3's kernels rotated by 180 degrees (training only: the
+                                 // inference path neither fills nor reads it)
 
     Plan(const float* const* p, const uint8_t* table, bool subsample_mean, bool backward) {
         for (int64_t k = 0; k < kM1; ++k) c1w[k] = p[kC1W] + k * kKK;
