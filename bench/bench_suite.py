@@ -108,7 +108,7 @@ FORWARD_TOL = 1e-4  # |y - y_ref| <= FORWARD_TOL * max(1, max|y_ref|)
 GRAD_TOL = 1e-4  # |g - g_ref| <= GRAD_TOL * max|g_ref| per parameter array
 UPDATE_TOL = 5e-4  # |dp - dp_ref| <= UPDATE_TOL * max|dp_ref| per parameter array (+ rounding)
 
-SGD_LR = 0.1  # the rate of the batch SGD step (lenet_fast.train's default)
+SGD_LR = 0.005  # the rate of the batch SGD step (lenet_fast.train's default)
 SDLM_ETA, SDLM_MU = 5e-4, 0.02  # the SDLM steps of pass 1: eta / (mu + h_kk)
 VALIDATE_PATTERNS = 4  # per-pattern (batch 1) training: patterns of the validation run
 

@@ -52,7 +52,8 @@ def cmd_train(a: argparse.Namespace) -> int:
           f"isa {info()['isa']}, out {out}", flush=True)
     history = train(
         model, tr_x, tr_y, te_x, te_y, passes=a.passes, optimizer=a.optimizer, distort=a.distort,
-        seed=a.seed, out=out, resume=a.resume, lr=a.lr, batch_size=a.batch_size, order=a.order,
+        seed=a.seed, out=out, resume=a.resume, lr=a.lr,
+        **({} if a.mu is None else {"mu": a.mu}), batch_size=a.batch_size, order=a.order,
         progress=_bar(sys.stderr), log=lambda line: print(line, flush=True),
     )
     final = history[-1]
@@ -109,8 +110,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--optimizer", choices=("sdlm", "sgd"), default="sdlm")
     t.add_argument("--loss", choices=("mse", "map"), default="map", help="Eq. 9 (map, default) or Eq. 8 (mse)")
     t.add_argument("--map-j", type=float, default=5.0, help="j of Eq. 9 (default 5)")
-    t.add_argument("--loss-scale", type=float, default=0.05,
-                   help="E is multiplied by this, which sets SDLM's step sizes (default 0.05 = 1/20)")
+    t.add_argument("--loss-scale", type=float, default=1.0,
+                   help="E is multiplied by this (default 1); for SDLM the same as dividing mu by it")
+    t.add_argument("--mu", type=float, default=None,
+                   help="SDLM's mu for every pass (default: 8 in passes 1-2, 0.5 in 3-5, the paper's 0.02 after)")
     t.add_argument("--rbf", choices=("fixed", "trainable"), default="fixed")
     t.add_argument("--codes", choices=("paper", "no-top-bar"), default="paper",
                    help="RBF centres: the transcribed Fig. 3 codes, or without the top bar of 0, 2, 4, 5")
@@ -119,7 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--distort", action="store_true", help="train on distorted copies (paper III-C)")
     t.add_argument("--order", choices=("fixed", "reshuffle"), default="reshuffle",
                    help="a new random order each pass (default) or one order for all passes")
-    t.add_argument("--lr", type=float, default=0.1, help="SGD learning rate (default 0.1)")
+    t.add_argument("--lr", type=float, default=0.005, help="SGD learning rate (default 0.005)")
     t.add_argument("--batch-size", type=int, default=32, help="SGD batch size")
     t.add_argument("--seed", type=int, default=0, help="seeds the weights, the order and the distortions")
     t.add_argument("--limit", type=int, default=0, help="train on the first N digits only")

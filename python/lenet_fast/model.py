@@ -31,11 +31,10 @@ the README's training section has the measurements behind them):
   +-2.4/F with F the fan-in of its unit (Appendix A gives only the weights' rule).
 * ``loss="map"`` (default, Eq. 9, with ``map_j=5``, the "rubbish class" penalty the paper
   leaves open) or ``"mse"`` (Eq. 8, the penalty of the correct class).
-* ``loss_scale=0.05``: the loss SDLM minimises is ``loss_scale * E``. With E exactly as
-  printed (scale 1), the paper's eta = 5e-4 and mu = 0.02 make most parameters take steps
-  of eta/mu = 0.025 x the gradient, and training diverges within 200 patterns (measured:
-  loss 84 -> 232, 90% error). The scale changes no minimum, only SDLM's step sizes; 1/20
-  to 1/30 trained best of 1 to 1/100.
+* ``loss_scale=1``: the loss is E exactly as printed (Eq. 8 or 9, mean over the batch).
+  SDLM's step ``eta * g / (mu + h)`` with both g and h of ``loss_scale * E`` equals the
+  step on E with ``mu / loss_scale``, so a scale is another way to set mu; the training
+  schedule of mu (:func:`lenet_fast.train.sdlm_mu`) is where the choice is made.
 * ``rbf="fixed"`` (default, the paper's 7x12 codes) or ``"trainable"``; ``codes`` swaps
   the centres, e.g. :data:`lenet_fast.tables.RBF_CODES_NO_TOP_BAR`.
 """
@@ -141,7 +140,7 @@ class LeNet5:
         *,
         loss: str = "map",
         map_j: float = 5.0,
-        loss_scale: float = 0.05,
+        loss_scale: float = 1.0,
         rbf: str = "fixed",
         subsample: str = "mean",
         codes: npt.ArrayLike | None = None,
