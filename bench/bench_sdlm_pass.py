@@ -26,7 +26,7 @@ import numpy as np
 
 import lenet_fast
 from lenet_fast import LeNet5, load_mnist, preprocess
-from lenet_fast.train import _sdlm_pass
+from lenet_fast.train import _sdlm_pass, paper_eta, sdlm_mu
 
 
 def run(model: LeNet5, x, labels, order, steps, fused: bool) -> tuple[float, float, int]:
@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     order = np.random.default_rng(0).permutation(n)
     model = LeNet5(seed=0, loss=args.loss)
     h = model.hessian_diagonal(x[:500], lab[:500])
-    steps = {k: (5e-4 / (0.02 + v)).astype(np.float32) for k, v in h.items()}
+    steps = {k: (paper_eta(1) / (sdlm_mu(1) + v)).astype(np.float32) for k, v in h.items()}  # pass 1
 
     # 1. validate
     a, b = model.copy(), model.copy()

@@ -65,6 +65,7 @@ import lenet_fast
 import numpy as np
 from lenet_fast import LeNet5, tables
 from lenet_fast.model import PARAM_SHAPES, RBF_PARAM
+from lenet_fast.train import paper_eta, sdlm_mu
 
 # The timing loop and git facts are bench_kernels.py's (this folder is on sys.path when a
 # script here runs), so both suites measure the same way.
@@ -109,7 +110,7 @@ GRAD_TOL = 1e-4  # |g - g_ref| <= GRAD_TOL * max|g_ref| per parameter array
 UPDATE_TOL = 5e-4  # |dp - dp_ref| <= UPDATE_TOL * max|dp_ref| per parameter array (+ rounding)
 
 SGD_LR = 0.005  # the rate of the batch SGD step (lenet_fast.train's default)
-SDLM_ETA, SDLM_MU = 5e-4, 0.02  # the SDLM steps of pass 1: eta / (mu + h_kk)
+SDLM_ETA, SDLM_MU = paper_eta(1), sdlm_mu(1)  # the SDLM steps of pass 1: eta / (mu + h_kk)
 VALIDATE_PATTERNS = 4  # per-pattern (batch 1) training: patterns of the validation run
 
 
