@@ -2,6 +2,7 @@
 
     lenet-fast train [--data DIR] [--download] [--passes 20] [--optimizer sdlm|sgd]
                      [--loss mse|map] [--distort] [--seed N] [--out DIR] [--resume CKPT] [--plot]
+                     [--mu MU] [--lr LR] [--limit N] ...  (lenet-fast train --help: all options)
     lenet-fast eval MODEL [--data DIR] [--plot OUT.png]
     lenet-fast info
 """
@@ -47,6 +48,10 @@ def cmd_train(a: argparse.Namespace) -> int:
     model = LeNet5(seed=a.seed, loss=a.loss, map_j=a.map_j, loss_scale=a.loss_scale, rbf=a.rbf,
                    subsample=a.subsample, codes=codes)
     out = Path(a.out)
+    if a.limit and a.mu is None and a.optimizer == "sdlm" and len(tr_x) < 20_000:
+        print(f"note: the default mu (8 in passes 1-2, 0.5 in 3-5, then 0.02) is sized for passes of "
+              f"60,000 digits; on {len(tr_x):,} the first passes barely move the weights: "
+              f"--mu 0.4 learns from the first pass", file=sys.stderr)
     print(f"lenet_fast: training LeNet-5 on {len(tr_x):,} MNIST digits, {a.passes} passes, "
           f"{a.optimizer}{' with distortions' if a.distort else ''}, loss {a.loss}, seed {a.seed}; "
           f"isa {info()['isa']}, out {out}", flush=True)

@@ -149,8 +149,10 @@ def train(
     if isinstance(passes, bool) or not isinstance(passes, int) or passes < 1:
         raise ValueError(f"passes: expected an int >= 1, got {passes!r}")
     if not (batch_size >= 1 and hessian_samples >= 1 and lr > 0):
-        raise ValueError("batch_size and hessian_samples must be >= 1, lr > 0")
+        raise ValueError(f"batch_size and hessian_samples must be >= 1, lr > 0; got {batch_size}, "
+                         f"{hessian_samples}, {lr}")
     mu_of = mu if callable(mu) else _constant_mu(mu)
+    mus = [_checked_mu(mu_of, q) for q in range(1, passes + 1)] if optimizer == "sdlm" else []
     images = np.asarray(train_images)
     if images.dtype != np.uint8 or images.ndim != 3 or images.shape[1:] != (28, 28):
         raise ValueError(f"train_images: expected uint8 (N,28,28) digits, got {images.dtype} {images.shape}")
@@ -161,16 +163,24 @@ def train(
     has_test = test_images is not None and test_labels is not None
     x_test = preprocess(np.asarray(test_images)) if has_test else None
 
-    config = {"optimizer": optimizer, "distort": bool(distort), "seed": int(seed),
-              "mu": getattr(mu, "__qualname__", repr(mu)) if callable(mu) else float(mu),
-              "hessian_samples": int(hessian_samples), "lr": float(lr), "batch_size": int(batch_size),
-              "order": order, "n_train": int(images.shape[0])}
+    # The settings a resumed run must share with its checkpoint: only those the optimizer
+    # uses. SDLM's mu is checked pass by pass against the history (a function of the pass
+    # has no name that identifies it).
+    config: dict[str, Any] = {"optimizer": optimizer, "distort": bool(distort), "seed": int(seed),
+                              "order": order, "n_train": int(images.shape[0])}
+    config.update({"hessian_samples": int(hessian_samples)} if optimizer == "sdlm"
+                  else {"lr": float(lr), "batch_size": int(batch_size)})
     start = 0
     if resume is not None:
         ckpt = LeNet5.load(resume, backend=model.backend)
         state = ckpt.train_state
-        mismatched = {k: (state.get("config", {}).get(k), v) for k, v in config.items()
-                      if state.get("config", {}).get(k) != v}
+        saved = state.get("config", {})
+        mismatched = {k: (saved.get(k), v) for k, v in config.items() if saved.get(k) != v}
+        for r in ckpt.history[:passes] if optimizer == "sdlm" else ():
+            was, now = r.get("mu", saved.get("mu")), mus[int(r["pass"]) - 1]
+            if was != now:  # checkpoints before the mu schedule kept one mu in the config
+                mismatched[f"mu of pass {r['pass']}"] = (was, now)
+                break
         if mismatched:
             raise ValueError(f"resume: {resume} was written with other settings "
                              f"(checkpoint vs now: {mismatched})")
@@ -192,7 +202,7 @@ def train(
         x = _distorted_pass(images, rng) if distort else x_orig
         t0 = time.perf_counter()
         if optimizer == "sdlm":
-            rate, mu_p = eta(p + 1), _checked_mu(mu_of, p + 1)
+            rate, mu_p = eta(p + 1), mus[p]
             hidx = rng.choice(n, size=min(hessian_samples, n), replace=False)
             h = model.hessian_diagonal(x[hidx], labels[hidx])
             steps = {k: (rate / (mu_p + hk)).astype(model.dtype) for k, hk in h.items()}
@@ -231,11 +241,13 @@ def _constant_mu(mu: Any) -> Callable[[int], float]:
 
 
 def _checked_mu(mu_of: Callable[[int], float], pass_number: int) -> float:
-    value = mu_of(pass_number)
     try:
-        value = float(value)
-    except (TypeError, ValueError):
-        raise TypeError(f"mu: the function returned {value!r} for pass {pass_number}, expected a number") from None
+        value = mu_of(pass_number)
+    except TypeError as e:
+        raise TypeError(f"mu: calling it with the pass number ({pass_number}) failed: {e}") from e
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
+        raise TypeError(f"mu: the function returned {value!r} for pass {pass_number}, expected a number")
+    value = float(value)
     if not (value > 0 and np.isfinite(value)):
         raise ValueError(f"mu: the function returned {value} for pass {pass_number}, expected a finite number > 0")
     return value
