@@ -173,6 +173,8 @@ def test_cli_train_and_eval(tmp_path, capsys, mnist_dir):
     assert "no such model file" in capsys.readouterr().err
     assert main(["train", "--data", str(tmp_path / "empty"), "--passes", "1"]) == 2
     assert "LENET_FAST_DATA" in capsys.readouterr().err
+    assert main(["train", "--data", data, "--optimizer", "sgd", "--mu", "0.4"]) == 2
+    assert "--mu: SDLM's damping, not used by --optimizer sgd" in capsys.readouterr().err
     # the default mu on a short run: it says so, and uses the schedule
     assert main(["train", "--data", data, "--passes", "1", "--limit", "200", "--out", str(tmp_path / "d")]) == 0
     out, err = capsys.readouterr()

@@ -41,6 +41,8 @@ def _bar(stream: Any) -> Any:
 
 
 def cmd_train(a: argparse.Namespace) -> int:
+    if a.mu is not None and a.optimizer != "sdlm":
+        raise ValueError(f"--mu: SDLM's damping, not used by --optimizer {a.optimizer} (its rate is --lr)")
     tr_x, tr_y, te_x, te_y = load_mnist(a.data, download=a.download)
     if a.limit:
         tr_x, tr_y = tr_x[: a.limit], tr_y[: a.limit]
