@@ -151,8 +151,10 @@ def train(
     if not (batch_size >= 1 and hessian_samples >= 1 and lr > 0):
         raise ValueError(f"batch_size and hessian_samples must be >= 1, lr > 0; got {batch_size}, "
                          f"{hessian_samples}, {lr}")
-    mu_of = mu if callable(mu) else _constant_mu(mu)
-    mus = [_checked_mu(mu_of, q) for q in range(1, passes + 1)] if optimizer == "sdlm" else []
+    if callable(mu):
+        mus = [_checked_mu(mu, q) for q in range(1, passes + 1)] if optimizer == "sdlm" else []
+    else:
+        mus = [_constant_mu(mu)] * passes
     images = np.asarray(train_images)
     if images.dtype != np.uint8 or images.ndim != 3 or images.shape[1:] != (28, 28):
         raise ValueError(f"train_images: expected uint8 (N,28,28) digits, got {images.dtype} {images.shape}")
@@ -231,13 +233,13 @@ def train(
     return model.history
 
 
-def _constant_mu(mu: Any) -> Callable[[int], float]:
+def _constant_mu(mu: Any) -> float:
     if isinstance(mu, bool) or not isinstance(mu, (int, float, np.floating, np.integer)):
         raise TypeError(f"mu: expected a number > 0 or a function of the pass, got {type(mu).__name__}")
     value = float(mu)
     if not (value > 0 and np.isfinite(value)):
         raise ValueError(f"mu: expected a finite number > 0, got {mu}")
-    return lambda _pass: value
+    return value
 
 
 def _checked_mu(mu_of: Callable[[int], float], pass_number: int) -> float:
