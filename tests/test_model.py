@@ -82,8 +82,12 @@ def test_forward_matches_the_reference_backend():
 
 @pytest.mark.parametrize(
     "options",
-    [dict(loss="mse"), dict(loss="map"), dict(subsample="mean"), dict(rbf="trainable", loss="map", map_j=3.0)],
-    ids=["mse", "map", "mean-subsampling", "trainable-rbf"],
+    [
+        pytest.param(dict(loss="mse"), id="mse", marks=pytest.mark.slow),
+        pytest.param(dict(loss="map"), id="map"),
+        pytest.param(dict(subsample="mean"), id="mean-subsampling", marks=pytest.mark.slow),
+        pytest.param(dict(rbf="trainable", loss="map", map_j=3.0), id="trainable-rbf", marks=pytest.mark.slow),
+    ],
 )
 def test_full_backward_against_central_differences(options):
     """Every parameter's gradient of the loss, in float64 on the reference backend, against
