@@ -15,7 +15,7 @@
 namespace lenet_fast {
 
 // The table in use. Never null.
-const Isa& active_isa();
+const KernelTable& active_kernels();
 
 // Names of the ISAs compiled into this build, and of those this CPU can run.
 std::vector<std::string> compiled_isas();

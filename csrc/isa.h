@@ -24,7 +24,7 @@ struct PlaneArgs {
     int64_t H, W, R, S;
 };
 
-struct Isa {
+struct KernelTable {
     const char* name;
 
     // y (Ho,Wo) as PlaneArgs says
@@ -99,11 +99,11 @@ struct Isa {
 };
 
 namespace scalar {
-extern const Isa kIsa;
+extern const KernelTable kTable;
 }
 #if defined(LENET_FAST_HAVE_AVX2)
 namespace avx2 {
-extern const Isa kIsa;
+extern const KernelTable kTable;
 }
 #endif
 

@@ -622,7 +622,7 @@ void matmul(float* y, const float* a, int64_t lda_n, int64_t lda_k, const float*
 
 }  // namespace
 
-const Isa kIsa = {
+const KernelTable kTable = {
     "avx2",          conv_plane,      conv_dw_plane,
     linear_rows,     axpy,            axpy_diff,
     subsample_plane, subsample_backward_plane, squash,
