@@ -20,8 +20,8 @@ inline void rotate_kernels(float* wr, const float* w, int64_t T, int64_t RS) {
 // Copies the plane dy (Ho,Wo) into the interior of dyp (row stride Wp), at row R-1 and
 // column S-1: with dyp's border zero, dyp is dy zero-padded by (R-1, S-1) on every side,
 // the input of the full correlation. Only the interior is written.
-inline void pad_plane(float* dyp, int64_t Wp, const float* dy, int64_t Ho, int64_t Wo,
-                      int64_t R, int64_t S) {
+inline void pad_plane(float* dyp, int64_t Wp, const float* dy, int64_t Ho, int64_t Wo, int64_t R,
+                      int64_t S) {
     for (int64_t i = 0; i < Ho; ++i)
         std::copy(dy + i * Wo, dy + (i + 1) * Wo, dyp + (i + R - 1) * Wp + (S - 1));
 }
@@ -37,8 +37,7 @@ inline void rbf_input_gradient(float* dx, const float* dy, const float* x, const
 // ... and for centre i over a batch: dc_i (J) = -2 sum_n dy[n,i] (x_n - c_i), over the N
 // rows x (N,J), dy (N,M) in order (overwrites dci).
 inline void rbf_centre_gradient(float* dci, const float* dy, const float* x, const float* ci,
-                                int64_t i, int64_t N, int64_t M, int64_t J,
-                                const KernelTable& kt) {
+                                int64_t i, int64_t N, int64_t M, int64_t J, const KernelTable& kt) {
     std::fill(dci, dci + J, 0.0f);
     for (int64_t n = 0; n < N; ++n) kt.axpy_diff(dci, -2.0f * dy[n * M + i], x + n * J, ci, J);
 }

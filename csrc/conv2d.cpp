@@ -58,8 +58,16 @@ void conv_pairs_forward(float* y, const float* x, const float* w, const float* b
     parallel_for(s.N * s.K, cost, [&](int64_t task) {
         const int64_t n = task / s.K, k = task % s.K;
         const int32_t p0 = pl.begin[k];
-        const PlaneArgs a{x + n * in_image, w, pl.cidx.data() + p0, pl.widx.data() + p0,
-                          pl.begin[k + 1] - p0, b ? b[k] : 0.0f, s.H, s.W, s.R, s.S};
+        const PlaneArgs a{x + n * in_image,
+                          w,
+                          pl.cidx.data() + p0,
+                          pl.widx.data() + p0,
+                          pl.begin[k + 1] - p0,
+                          b ? b[k] : 0.0f,
+                          s.H,
+                          s.W,
+                          s.R,
+                          s.S};
         kt.conv_plane(y + task * plane, a);
     });
 }
@@ -72,8 +80,7 @@ namespace {
 constexpr int64_t kSumMaps = 8;
 
 template <int M>
-void sum_maps_fixed(float* db, const float* dy, int64_t k0, int64_t N, int64_t K,
-                    int64_t plane) {
+void sum_maps_fixed(float* db, const float* dy, int64_t k0, int64_t N, int64_t K, int64_t plane) {
     double acc[M] = {};
     for (int64_t n = 0; n < N; ++n) {
         const float* g = dy + (n * K + k0) * plane;
@@ -107,8 +114,7 @@ void conv_pairs_backward(float* dx, float* dw, float* db, const float* x, const 
 
     // db: per output map, a double sum over the batch and the plane in a fixed order.
     parallel_for((s.K + kSumMaps - 1) / kSumMaps, s.N * plane * kSumMaps, [&](int64_t blk) {
-        sum_maps(db, dy, blk * kSumMaps, std::min(kSumMaps, s.K - blk * kSumMaps), s.N, s.K,
-                 plane);
+        sum_maps(db, dy, blk * kSumMaps, std::min(kSumMaps, s.K - blk * kSumMaps), s.N, s.K, plane);
     });
 
     // dw: each output map's pairs belong to one task.
@@ -118,7 +124,7 @@ void conv_pairs_backward(float* dx, float* dw, float* db, const float* x, const 
                          float* dwt = dw + static_cast<int64_t>(pl.widx[p]) * RS;
                          std::fill(dwt, dwt + RS, 0.0f);
                          kt.conv_dw_plane(dwt, x + pl.cidx[p] * s.H * s.W, s.C * s.H * s.W,
-                                           dy + k * plane, s.K * plane, s.N, s.H, s.W, s.R, s.S);
+                                          dy + k * plane, s.K * plane, s.N, s.H, s.W, s.R, s.S);
                      }
                  });
     if (dx == nullptr) return;

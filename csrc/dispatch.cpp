@@ -78,11 +78,15 @@ void set_isa(const std::string& name) {
             g_isa.store(&avx2::kTable, std::memory_order_release);
             return;
         }
-        throw std::invalid_argument("isa 'avx2' is not supported by this CPU (it lacks AVX2 or "
-                                    "FMA); available: " + join(available_isas()));
+        throw std::invalid_argument(
+            "isa 'avx2' is not supported by this CPU (it lacks AVX2 or "
+            "FMA); available: " +
+            join(available_isas()));
 #else
-        throw std::invalid_argument("isa 'avx2' is not compiled into this build (a non-x86 "
-                                    "build, or LENET_FAST_AVX2=OFF); available: " + join(available_isas()));
+        throw std::invalid_argument(
+            "isa 'avx2' is not compiled into this build (a non-x86 "
+            "build, or LENET_FAST_AVX2=OFF); available: " +
+            join(available_isas()));
 #endif
     }
     throw std::invalid_argument("isa: expected one of 'scalar', 'avx2', 'auto', got '" + name +
@@ -103,8 +107,8 @@ SerialScope::~SerialScope() {
 int threads_here() { return t_serial ? 1 : num_threads(); }
 
 void set_num_threads(int n) {
-    if (n < 1) throw std::invalid_argument("n: expected a thread count >= 1, got " +
-                                           std::to_string(n));
+    if (n < 1)
+        throw std::invalid_argument("n: expected a thread count >= 1, got " + std::to_string(n));
     g_threads.store(have_openmp() ? n : 1, std::memory_order_relaxed);
 }
 

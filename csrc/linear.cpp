@@ -8,8 +8,8 @@
 
 namespace lenet_fast {
 
-void linear_forward(float* y, const float* x, const float* w, const float* b, int64_t N,
-                    int64_t I, int64_t O) {
+void linear_forward(float* y, const float* x, const float* w, const float* b, int64_t N, int64_t I,
+                    int64_t O) {
     const KernelTable& kt = active_kernels();
     constexpr int64_t kRows = 8;
     parallel_for((N + kRows - 1) / kRows, kRows * I * O, [&](int64_t blk) {

@@ -45,12 +45,12 @@ constexpr int64_t kFlatS2 = kS2 * kS2W;                                 // 224
 constexpr int64_t kFlat3 = kS3 * kS2, kFlatL3 = (kS3 - 1) * kS2 + kS3;  // 140, 136
 // C3's input gradient: dy zero-padded by 4 on every side (18x18), dx on flat planes of
 // row stride 18.
-constexpr int64_t kPad3 = kS3 + 2 * (kK - 1), kPadPlane3 = kPad3 * kPad3;  // 18, 324
+constexpr int64_t kPad3 = kS3 + 2 * (kK - 1), kPadPlane3 = kPad3 * kPad3;     // 18, 324
 constexpr int64_t kFlatB3 = kS2 * kPad3, kFlatLB3 = (kS2 - 1) * kPad3 + kS2;  // 252, 248
 
-constexpr int64_t kBlock = 8;  // images per block of C5, F6 and the RBF
-constexpr int64_t kImageCost = 328096;          // multiply-adds of one forward pass
-constexpr int64_t kImageTrainCost = 865848;     // forward and backward
+constexpr int64_t kBlock = 8;                // images per block of C5, F6 and the RBF
+constexpr int64_t kImageCost = 328096;       // multiply-adds of one forward pass
+constexpr int64_t kImageTrainCost = 865848;  // forward and backward
 
 // numpy's argmin of a float32 row: the first minimum; a NaN is the minimum (its first one).
 int64_t argmin_like_numpy(const float* y, int64_t n) {
@@ -72,8 +72,7 @@ double sum10_like_numpy(const double* e) {
 
 // LeNet5.loss_gradient for one row of a batch of N: returns s E of the row and writes
 // gy = dE/dy (10,) of the batch mean, float(g * (s / N)) as the model rounds it.
-double loss_gradient(float* gy, const float* y, int64_t label, const LossOptions& opt,
-                     int64_t N) {
+double loss_gradient(float* gy, const float* y, int64_t label, const LossOptions& opt, int64_t N) {
     const double scale = opt.loss_scale, gscale = scale / static_cast<double>(N);
     if (!opt.map_loss) {  // Eq. 8: E = s y_label
         for (int64_t i = 0; i < kOut; ++i) gy[i] = 0.0f;
@@ -159,8 +158,7 @@ struct Plan {
 
     // What depends on the parameters' values (the SDLM pass updates them every pattern).
     void refresh(const float* const* p, bool subsample_mean, bool backward) {
-        if (backward)
-            rotate_kernels(rot, p[kC3W], T, kKK);
+        if (backward) rotate_kernels(rot, p[kC3W], T, kKK);
         const float sub = subsample_mean ? 0.25f : 1.0f;  // model._sub_coef: coef * 0.25
         for (int64_t c = 0; c < kM1; ++c) coef2[c] = p[kS2Coef][c] * sub;
         for (int64_t c = 0; c < kM3; ++c) coef4[c] = p[kS4Coef][c] * sub;
@@ -201,8 +199,8 @@ void forward_convs(const ConvActs& a, const float* const* p, const float* xi, co
     // S2 + squash: on the flat planes, (28,32) -> (14,16), whose rows are two full vectors
     // (a (28,28) plane's 14-wide rows are one vector and six scalars); then compacted
     for (int64_t c = 0; c < kM1; ++c)
-        kt.subsample_plane(a.s2 + c * kFlatS2, a.h1 + c * kFlat1, plan.coef2[c], p[kS2Bias][c],
-                            kS1, kIn);
+        kt.subsample_plane(a.s2 + c * kFlatS2, a.h1 + c * kFlat1, plan.coef2[c], p[kS2Bias][c], kS1,
+                           kIn);
     compact(a.h2, a.s2, kM1, kFlatS2, kS2, kS2W, kS2);
     kt.squash(a.h2, a.h2, kN2);
     // C3 + squash: input map by input map, into every output map it feeds
@@ -211,7 +209,7 @@ void forward_convs(const ConvActs& a, const float* const* p, const float* xi, co
     for (int64_t c = 0; c < kM1; ++c) {
         for (int j = 0; j < plan.c3n[c]; ++j) planes[j] = a.c3 + plan.c3k[c][j] * kFlat3;
         kt.conv_acc_flat(planes, plan.c3w[c], plan.c3n[c], a.h2 + c * P2, kS2, kFlatL3, kK, kK,
-                          nullptr);
+                         nullptr);
     }
     compact(a.h3, a.c3, kM3, kFlat3, kS3, kS2, kS3);
     kt.squash(a.h3, a.h3, kN3);
@@ -236,7 +234,7 @@ void forward_head(float* y, float* h5, float* h6, const float* h4, const float* 
 // Per thread: one image's flat planes (C1's, then C3's), S2's flat output (then C3's
 // compact one), S2's compact output, and a block's S4, C5 and F6 outputs. 12,984 floats
 // (51 KB).
-constexpr int64_t kFwdF = std::max(kM1 * kFlat1, kM3 * kFlat3);
+constexpr int64_t kFwdF = std::max(kM1 * kFlat1, kM3* kFlat3);
 constexpr int64_t kFwdB0 = std::max(kM1 * kFlatS2, kN3), kFwdB1 = kN2;
 constexpr int64_t kFwdFloats = kFwdF + kFwdB0 + kFwdB1 + kBlock * (kN4 + kC5 + kF6);
 
@@ -265,22 +263,28 @@ void forward_block(float* y, const float* const* p, const float* x, int64_t nb, 
 // summed per block of images in double ("partials"); those of C5, F6 and the centres are
 // products over the whole batch of per-image rows kept in a Batch.
 enum Partial : int64_t {
-    kPC1W = 0, kPC1B = kPC1W + kM1 * kKK, kPS2C = kPC1B + kM1, kPS2B = kPS2C + kM1,
-    kPC3B = kPS2B + kM1, kPS4C = kPC3B + kM3, kPS4B = kPS4C + kM3, kPC3W = kPS4B + kM3
+    kPC1W = 0,
+    kPC1B = kPC1W + kM1 * kKK,
+    kPS2C = kPC1B + kM1,
+    kPS2B = kPS2C + kM1,
+    kPC3B = kPS2B + kM1,
+    kPS4C = kPC3B + kM3,
+    kPS4B = kPS4C + kM3,
+    kPC3W = kPS4B + kM3
 };
 int64_t partial_size(int64_t T) { return kPC3W + T * kKK; }
 
 // Per-image rows of the whole batch (row n of each array belongs to image n).
 struct Batch {
-    float* h4;   // (N,400)  S4 output = C5 input
-    float* h5;   // (N,120)
-    float* h6;   // (N,84)
-    float* da5;  // (N,120)  dE/d(C5 pre-activation)
-    float* da6;  // (N,84)
-    float* gy;   // (N,10)   dE/dy
-    float* y;    // (N,10)   penalties
-    double* part;  // (blocks, partial_size(T))
-    double* loss;  // (blocks,) sum of s E over the block's images
+    float* h4;        // (N,400)  S4 output = C5 input
+    float* h5;        // (N,120)
+    float* h6;        // (N,84)
+    float* da5;       // (N,120)  dE/d(C5 pre-activation)
+    float* da6;       // (N,84)
+    float* gy;        // (N,10)   dE/dy
+    float* y;         // (N,10)   penalties
+    double* part;     // (blocks, partial_size(T))
+    double* loss;     // (blocks,) sum of s E over the block's images
     int64_t* errors;  // (blocks,) argmin(y) != label
 };
 
@@ -289,32 +293,46 @@ struct Batch {
 // interior is ever written, so they keep the zeros of the first allocation.
 struct TrainWs {
     static constexpr int64_t kH1 = kM1 * kFlat1, kH2 = kN2, kH3 = kN3;
-    float* h1;     // (kBlock, 6*896)
-    float* h2;     // (kBlock, 1176)
-    float* h3;     // (kBlock, 1600)
-    float* s2;     // 6*224 scratch
-    float* c3;     // 16*140 scratch
-    float* dh4;    // (kBlock, 400)
-    float* dh5;    // (kBlock, 120)
-    float* dh6;    // 84
-    float* da4;    // 400
-    float* dh3;    // 1600
-    float* da3;    // 1600
-    float* da3f;   // 16*140, zero junk: C3's output gradient, flat, for its weight gradient
-    float* dy3p;   // 16*324, zero border: the same, zero-padded, for its input gradient
-    float* dh2f;   // 6*252: C3's input gradient, flat (row stride 18)
-    float* da2w;   // 6*224, zero junk: S2's output gradient on (14,16) planes
-    float* dh1;    // 6*896: S2's input gradient on C1's flat planes
-    float* da1;    // 6*896
-    float* dw;     // 25*96: one image's kernel gradients
+    float* h1;    // (kBlock, 6*896)
+    float* h2;    // (kBlock, 1176)
+    float* h3;    // (kBlock, 1600)
+    float* s2;    // 6*224 scratch
+    float* c3;    // 16*140 scratch
+    float* dh4;   // (kBlock, 400)
+    float* dh5;   // (kBlock, 120)
+    float* dh6;   // 84
+    float* da4;   // 400
+    float* dh3;   // 1600
+    float* da3;   // 1600
+    float* da3f;  // 16*140, zero junk: C3's output gradient, flat, for its weight gradient
+    float* dy3p;  // 16*324, zero border: the same, zero-padded, for its input gradient
+    float* dh2f;  // 6*252: C3's input gradient, flat (row stride 18)
+    float* da2w;  // 6*224, zero junk: S2's output gradient on (14,16) planes
+    float* dh1;   // 6*896: S2's input gradient on C1's flat planes
+    float* da1;   // 6*896
+    float* dw;    // 25*96: one image's kernel gradients
 
     explicit TrainWs(std::vector<float>& mem) {
-        const int64_t sizes[] = {kBlock * kH1, kBlock * kH2, kBlock * kH3, kM1 * kFlatS2,
-                                 kM3 * kFlat3, kBlock * kN4, kBlock * kC5, kF6, kN4, kN3, kN3,
-                                 kM3 * kFlat3, kM3 * kPadPlane3, kM1 * kFlatB3, kM1 * kFlatS2,
-                                 kH1, kH1, kMaxPairs * kKK};
-        float** ptrs[] = {&h1, &h2, &h3, &s2, &c3, &dh4, &dh5, &dh6, &da4, &dh3, &da3,
-                          &da3f, &dy3p, &dh2f, &da2w, &dh1, &da1, &dw};
+        const int64_t sizes[] = {kBlock * kH1,
+                                 kBlock * kH2,
+                                 kBlock * kH3,
+                                 kM1 * kFlatS2,
+                                 kM3 * kFlat3,
+                                 kBlock * kN4,
+                                 kBlock * kC5,
+                                 kF6,
+                                 kN4,
+                                 kN3,
+                                 kN3,
+                                 kM3 * kFlat3,
+                                 kM3 * kPadPlane3,
+                                 kM1 * kFlatB3,
+                                 kM1 * kFlatS2,
+                                 kH1,
+                                 kH1,
+                                 kMaxPairs * kKK};
+        float** ptrs[] = {&h1,  &h2,  &h3,   &s2,   &c3,   &dh4,  &dh5, &dh6, &da4,
+                          &dh3, &da3, &da3f, &dy3p, &dh2f, &da2w, &dh1, &da1, &dw};
         int64_t total = 0;
         for (int64_t n : sizes) total += (n + 15) / 16 * 16;  // 64-byte steps
         if (mem.size() < static_cast<size_t>(total)) mem.assign(static_cast<size_t>(total), 0.0f);
@@ -342,8 +360,8 @@ void backward_convs(double* part, const float* dh4, const float* xi, const float
     // S4: dh3 = coef x da4 over each block; dcoef = sum da4 x (block sums of h3)
     kt.squash_backward(w.da4, h4, dh4, kN4);
     for (int64_t c = 0; c < kM3; ++c) {
-        part[kPS4C + c] += kt.subsample_backward_plane(w.dh3 + c * P3, h3 + c * P3,
-                                                        w.da4 + c * P4, plan.coef4[c], kS3, kS3);
+        part[kPS4C + c] += kt.subsample_backward_plane(w.dh3 + c * P3, h3 + c * P3, w.da4 + c * P4,
+                                                       plan.coef4[c], kS3, kS3);
         part[kPS4B + c] += sum_floats(w.da4 + c * P4, P4);
     }
     // C3: bias; then da3 to its flat (zero junk) and padded (zero border) planes
@@ -370,8 +388,8 @@ void backward_convs(double* part, const float* dh4, const float* xi, const float
     std::fill(w.dh2f, w.dh2f + kM1 * kFlatB3, 0.0f);
     for (int64_t k = 0; k < kM3; ++k) {
         for (int j = 0; j < plan.bn[k]; ++j) planes[j] = w.dh2f + plan.bc[k][j] * kFlatB3;
-        kt.conv_acc_flat(planes, plan.bw[k], plan.bn[k], w.dy3p + k * kPadPlane3, kPad3,
-                          kFlatLB3, kK, kK, nullptr);
+        kt.conv_acc_flat(planes, plan.bw[k], plan.bn[k], w.dy3p + k * kPadPlane3, kPad3, kFlatLB3,
+                         kK, kK, nullptr);
     }
     // S2: da2 onto (14,16) planes (zero junk), then back onto C1's flat planes
     for (int64_t c = 0; c < kM1; ++c) {
@@ -380,9 +398,8 @@ void backward_convs(double* part, const float* dh4, const float* xi, const float
             kt.squash_backward(da, h2 + c * P2 + i * kS2, w.dh2f + c * kFlatB3 + i * kPad3, kS2);
             part[kPS2B + c] += sum_floats(da, kS2);
         }
-        part[kPS2C + c] += kt.subsample_backward_plane(w.dh1 + c * kFlat1, h1 + c * kFlat1,
-                                                        w.da2w + c * kFlatS2, plan.coef2[c],
-                                                        kS1, kIn);
+        part[kPS2C + c] += kt.subsample_backward_plane(
+            w.dh1 + c * kFlat1, h1 + c * kFlat1, w.da2w + c * kFlatS2, plan.coef2[c], kS1, kIn);
     }
     // C1: bias and kernel gradients (no input gradient); da1's junk columns are zero
     // because dh1's are (S2's zero junk gradient times its coefficient)
@@ -464,8 +481,8 @@ void reduce_gradients(float* const* g, const Batch& B, int64_t N, int64_t blocks
     // the centres, when trained: dc_i = -2 sum_n gy[n,i] (h6_n - c_i), as rbf_backward
     if (g[kRbfC] != nullptr) {
         for (int64_t i = 0; i < kOut; ++i)
-            rbf_centre_gradient(g[kRbfC] + i * kF6, B.gy, B.h6, p[kRbfC] + i * kF6, i, N, kOut,
-                                kF6, kt);
+            rbf_centre_gradient(g[kRbfC] + i * kF6, B.gy, B.h6, p[kRbfC] + i * kF6, i, N, kOut, kF6,
+                                kt);
     }
     // the rest: the blocks' partials, in block order
     auto total = [&](float* out, int64_t at, int64_t n, float factor) {
@@ -498,7 +515,11 @@ struct BatchMem {
         d.assign(static_cast<size_t>(blocks * (partial_size(T) + 1)), 0.0);
         e.assign(static_cast<size_t>(blocks), 0);
         float* at = f.data();
-        auto take = [&](int64_t n) { float* r = at; at += N * n; return r; };
+        auto take = [&](int64_t n) {
+            float* r = at;
+            at += N * n;
+            return r;
+        };
         b.h4 = take(kN4);
         b.h5 = take(kC5);
         b.h6 = take(kF6);
@@ -517,9 +538,13 @@ struct BatchMem {
 int64_t lenet_param_size(int param, int64_t c3_pairs) {
     switch (param) {
         case kC1W: return kM1 * kKK;
-        case kC1B: case kS2Coef: case kS2Bias: return kM1;
+        case kC1B:
+        case kS2Coef:
+        case kS2Bias: return kM1;
         case kC3W: return c3_pairs * kKK;
-        case kC3B: case kS4Coef: case kS4Bias: return kM3;
+        case kC3B:
+        case kS4Coef:
+        case kS4Bias: return kM3;
         case kC5W: return kC5 * kN4;
         case kC5B: return kC5;
         case kF6W: return kF6 * kC5;

@@ -17,8 +17,8 @@ void rbf_forward(float* y, const float* x, const float* c, int64_t N, int64_t M,
     });
 }
 
-void rbf_backward(float* dx, float* dc, const float* x, const float* c, const float* dy,
-                  int64_t N, int64_t M, int64_t J) {
+void rbf_backward(float* dx, float* dc, const float* x, const float* c, const float* dy, int64_t N,
+                  int64_t M, int64_t J) {
     const KernelTable& kt = active_kernels();
     // dy/dx[n,j] = 2 sum_i dy[n,i] (x[n,j] - c[i,j]);  dy/dc[i,j] = -2 sum_n dy[n,i] (...)
     parallel_for(N, M * J, [&](int64_t n) {

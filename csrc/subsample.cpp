@@ -8,8 +8,8 @@
 
 namespace lenet_fast {
 
-void subsample_forward(float* y, const float* x, const float* coef, const float* bias,
-                       int64_t N, int64_t C, int64_t H, int64_t W) {
+void subsample_forward(float* y, const float* x, const float* coef, const float* bias, int64_t N,
+                       int64_t C, int64_t H, int64_t W) {
     const KernelTable& kt = active_kernels();
     const int64_t in_plane = H * W, out_plane = (H / 2) * (W / 2);
     parallel_for(N * C, in_plane, [&](int64_t nc) {
@@ -18,9 +18,8 @@ void subsample_forward(float* y, const float* x, const float* coef, const float*
     });
 }
 
-void subsample_backward(float* dx, float* dcoef, float* dbias, const float* x,
-                        const float* coef, const float* dy, int64_t N, int64_t C, int64_t H,
-                        int64_t W) {
+void subsample_backward(float* dx, float* dcoef, float* dbias, const float* x, const float* coef,
+                        const float* dy, int64_t N, int64_t C, int64_t H, int64_t W) {
     const KernelTable& kt = active_kernels();
     const int64_t in_plane = H * W, out_plane = (H / 2) * (W / 2);
     // One partial dcoef per (image, map), added over the batch below in a fixed order.
@@ -29,7 +28,7 @@ void subsample_backward(float* dx, float* dcoef, float* dbias, const float* x,
         for (int64_t c = 0; c < C; ++c) {
             const int64_t nc = n * C + c;
             part[nc] = kt.subsample_backward_plane(dx + nc * in_plane, x + nc * in_plane,
-                                                    dy + nc * out_plane, coef[c], H, W);
+                                                   dy + nc * out_plane, coef[c], H, W);
         }
     });
     for (int64_t c = 0; c < C; ++c) {
