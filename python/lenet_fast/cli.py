@@ -17,7 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from . import info, tables
+from . import tables
+from .runtime import info
 from .data import load_mnist
 from .model import LeNet5
 from .train import evaluate, format_record, train
