@@ -16,7 +16,7 @@ from conftest import ticks_during
 import lenet_fast
 from lenet_fast import LeNet5, _core, tables
 from lenet_fast.fused import sdlm_pass
-from lenet_fast.model import PARAM_SHAPES, RBF_PARAM
+from lenet_fast.layout import PARAM_SHAPES, RBF_PARAM
 from lenet_fast.train import _sdlm_pass
 
 N_PATTERNS = 500  # the long pass against the fast backend's loop

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from conftest import in_threads, moved_model, ticks_during
 from lenet_fast import _core, tables
-from lenet_fast.model import PARAM_SHAPES, RBF_PARAM, LeNet5
+from lenet_fast.layout import PARAM_SHAPES, RBF_PARAM
+from lenet_fast.model import LeNet5
 
 CONFIGS = [
     {"subsample": "mean"},

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from lenet_fast import LeNet5, tables
-from lenet_fast.model import PARAM_SHAPES, RBF_PARAM
+from lenet_fast.layout import PARAM_SHAPES, RBF_PARAM
 
 A, S = 1.7159, 2.0 / 3.0
 

@@ -16,7 +16,8 @@ import numpy as np
 import numpy.typing as npt
 
 from . import _core, tables
-from .model import PARAM_SHAPES, RBF_PARAM, LeNet5
+from .layout import PARAM_SHAPES, RBF_PARAM
+from .model import LeNet5
 
 __all__ = ["sdlm_pass"]
 

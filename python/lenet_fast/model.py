@@ -53,26 +53,10 @@ import numpy.typing as npt
 
 from . import _core, kernels, reference, tables
 from ._files import atomic_write
+from .layout import PARAM_SHAPES, RBF_PARAM, RBF_SHAPE, count_parameters
 
 FORMAT = "lenet_fast.LeNet5"
 FORMAT_VERSION = 1
-
-# Every trainable array, in a fixed order, with its shape.
-PARAM_SHAPES: dict[str, tuple[int, ...]] = {
-    "c1.w": (6, 1, 5, 5),
-    "c1.b": (6,),
-    "s2.coef": (6,),
-    "s2.bias": (6,),
-    "c3.w": (60, 5, 5),
-    "c3.b": (16,),
-    "s4.coef": (16,),
-    "s4.bias": (16,),
-    "c5.w": (120, 16, 5, 5),
-    "c5.b": (120,),
-    "f6.w": (84, 120),
-    "f6.b": (84,),
-}
-RBF_PARAM = "rbf.c"  # (10,84), a parameter only with rbf="trainable"
 
 LOSSES = ("mse", "map")
 SUBSAMPLES = ("sum", "mean")
@@ -130,7 +114,7 @@ class LeNet5:
     backend : "fast" | "reference"
         The C++ kernels or their NumPy twins (slow; float64 capable, for checks).
 
-    ``model.params`` maps names (see :data:`PARAM_SHAPES`) to float32 arrays. ``forward``
+    ``model.params`` maps names (see :data:`lenet_fast.layout.PARAM_SHAPES`) to float32 arrays. ``forward``
     and ``predict`` only read them, so one model may serve many threads at once.
     """
 
@@ -156,7 +140,7 @@ class LeNet5:
         if not (map_j > 0 and np.isfinite(map_j)):
             raise ValueError(f"map_j: expected a finite number > 0, got {map_j}")
         c = np.asarray(tables.RBF_CODES if codes is None else codes)
-        if c.shape != (10, 84) or not np.issubdtype(c.dtype, np.number) or not np.all(np.isfinite(c)):
+        if c.shape != RBF_SHAPE or not np.issubdtype(c.dtype, np.number) or not np.all(np.isfinite(c)):
             raise ValueError(f"codes: expected a finite (10,84) array, got shape {c.shape} {c.dtype}")
         loss_scale = float(loss_scale)
         if not (loss_scale > 0 and np.isfinite(loss_scale)):
@@ -188,12 +172,7 @@ class LeNet5:
 
     def num_parameters(self) -> dict[str, int]:
         """Trainable parameters per layer, and their total under "total"."""
-        counts: dict[str, int] = {}
-        for name, a in self.params.items():
-            layer = name.split(".")[0].upper()
-            counts[layer] = counts.get(layer, 0) + int(a.size)
-        counts["total"] = sum(counts.values())
-        return counts
+        return count_parameters(trainable_centres=RBF_PARAM in self.params)
 
     def astype(self, dtype: Any) -> LeNet5:
         """A copy with parameters of ``dtype`` (float64 needs backend="reference")."""
@@ -446,7 +425,7 @@ class LeNet5:
         params = {}
         for name in names:
             a = arrays.get(f"param/{name}")
-            want = (10, 84) if name == RBF_PARAM else PARAM_SHAPES[name]
+            want = RBF_SHAPE if name == RBF_PARAM else PARAM_SHAPES[name]
             if a is None or a.dtype != np.float32 or a.shape != want:
                 raise ValueError(f"{path}: damaged model file: parameter {name} is "
                                  f"{None if a is None else (a.dtype, a.shape)}, expected float32 {want}")
