@@ -33,6 +33,7 @@ from typing import Iterable, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
+from . import _validate
 from ._files import atomic_write
 
 __all__ = [
@@ -443,18 +444,6 @@ _LUT = (-0.1 + 1.275 * np.arange(256, dtype=np.float64) / 255.0).astype(np.float
 _LUT.setflags(write=False)
 
 
-def _check_images(images, name: str = "images") -> np.ndarray:
-    arr = images if isinstance(images, np.ndarray) else np.asarray(images)
-    if arr.dtype != np.uint8:
-        raise TypeError(
-            f"{name}: expected uint8 (N,28,28) or (28,28), got {arr.dtype} array of shape "
-            f"{arr.shape}"
-        )
-    if arr.ndim not in (2, 3) or arr.shape[-2:] != (_SIDE, _SIDE):
-        raise ValueError(f"{name}: expected uint8 (N,28,28) or (28,28), got shape {arr.shape}")
-    return arr
-
-
 def preprocess(images) -> np.ndarray:
     """Turn MNIST bytes into the network's input planes (SPEC section 1).
 
@@ -469,7 +458,7 @@ def preprocess(images) -> np.ndarray:
 
     Raises TypeError for a non-uint8 dtype and ValueError for another shape.
     """
-    arr = _check_images(images)
+    arr = _validate.digit_images("images", images)
     if arr.ndim == 2:
         arr = arr[None]
     n = arr.shape[0]
@@ -500,7 +489,7 @@ def affine_warp(images, matrices, *, out: Optional[np.ndarray] = None) -> np.nda
     receives the result if given and may be ``images`` itself. Vectorised over the
     batch (processed in blocks of a few thousand images to bound memory).
     """
-    src = _check_images(images)
+    src = _validate.digit_images("images", images)
     if src.ndim != 3:
         raise ValueError(f"images: expected uint8 (N,28,28), got shape {src.shape}")
     n = src.shape[0]
@@ -567,15 +556,6 @@ def _check_range(name: str, value, lo_min: float) -> Tuple[float, float]:
     return lo, hi
 
 
-def _check_max(name: str, value) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise TypeError(f"{name}: expected a number >= 0, got {value!r}")
-    v = float(value)
-    if not (np.isfinite(v) and v >= 0):
-        raise ValueError(f"{name}: expected a finite number >= 0, got {value!r}")
-    return v
-
-
 def random_affine(
     n: int,
     rng: np.random.Generator,
@@ -595,18 +575,16 @@ def random_affine(
     The draws are ``rng.random((n, 5))``, one row (tx, ty, s, q, h) per image: the same
     generator state gives the same matrices, and the first k of n draws equal those of k.
     """
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
-        raise ValueError(f"n: expected an int >= 0, got {n!r}")
+    n = _validate.int_at_least("n", n, 0)
     if not isinstance(rng, np.random.Generator):
         raise TypeError(
             f"rng: expected a numpy.random.Generator (e.g. np.random.default_rng(seed)), "
             f"got {type(rng).__name__}"
         )
-    max_shift = _check_max("max_shift", max_shift)
-    max_shear = _check_max("max_shear", max_shear)
+    max_shift = _validate.finite_number("max_shift", max_shift, strict=False)
+    max_shear = _validate.finite_number("max_shear", max_shear, strict=False)
     s_lo, s_hi = _check_range("scale", scale, 0.0)
     q_lo, q_hi = _check_range("squeeze", squeeze, 0.0)
-    n = int(n)
     # One row of 5 uniforms per image, so image i's transform does not depend on n.
     u = rng.random((n, 5))
     tx = max_shift * (2.0 * u[:, 0] - 1.0)
@@ -673,7 +651,7 @@ def distort(
     shape) receives the result if given and may be ``images`` itself. Built from
     :func:`random_affine` and :func:`affine_warp`.
     """
-    arr = _check_images(images)
+    arr = _validate.digit_images("images", images)
     single = arr.ndim == 2
     mats = random_affine(
         1 if single else arr.shape[0],

@@ -51,7 +51,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from . import _core, kernels, reference, tables
+from . import _core, _validate, kernels, reference, tables
 from ._files import atomic_write
 from .layout import PARAM_SHAPES, RBF_PARAM, RBF_SHAPE, count_parameters
 
@@ -130,21 +130,17 @@ class LeNet5:
         codes: npt.ArrayLike | None = None,
         backend: str = "fast",
     ) -> None:
-        _choice("loss", loss, LOSSES)
-        _choice("rbf", rbf, RBFS)
-        _choice("subsample", subsample, SUBSAMPLES)
-        _choice("backend", backend, BACKENDS)
+        _validate.choice("loss", loss, LOSSES)
+        _validate.choice("rbf", rbf, RBFS)
+        _validate.choice("subsample", subsample, SUBSAMPLES)
+        _validate.choice("backend", backend, BACKENDS)
         if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
             raise TypeError(f"seed: expected an int, got {type(seed).__name__}")
-        map_j = float(map_j)
-        if not (map_j > 0 and np.isfinite(map_j)):
-            raise ValueError(f"map_j: expected a finite number > 0, got {map_j}")
+        map_j = _validate.positive_number("map_j", map_j)
         c = np.asarray(tables.RBF_CODES if codes is None else codes)
         if c.shape != RBF_SHAPE or not np.issubdtype(c.dtype, np.number) or not np.all(np.isfinite(c)):
             raise ValueError(f"codes: expected a finite (10,84) array, got shape {c.shape} {c.dtype}")
-        loss_scale = float(loss_scale)
-        if not (loss_scale > 0 and np.isfinite(loss_scale)):
-            raise ValueError(f"loss_scale: expected a finite number > 0, got {loss_scale}")
+        loss_scale = _validate.positive_number("loss_scale", loss_scale)
         self.options: dict[str, Any] = {
             "seed": int(seed), "loss": loss, "map_j": map_j, "loss_scale": loss_scale, "rbf": rbf,
             "subsample": subsample,
@@ -250,8 +246,7 @@ class LeNet5:
 
     def predict(self, x: npt.ArrayLike, batch_size: int = 1024) -> npt.NDArray[np.int64]:
         """Predicted digits (N,): the argmin of the penalties, computed in batches."""
-        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-            raise ValueError(f"batch_size: expected an int >= 1, got {batch_size!r}")
+        _validate.int_at_least("batch_size", batch_size, 1)
         xp = self.prepare(x)
         out = np.empty(xp.shape[0], dtype=np.int64)
         for i in range(0, xp.shape[0], batch_size):
@@ -315,7 +310,7 @@ class LeNet5:
         xp = self.prepare(x)
         if xp.shape[0] == 0:
             raise ValueError("x: gradients of the mean loss need at least one pattern, got an empty batch")
-        lab = _labels(labels, xp.shape[0])
+        lab = _validate.labels("labels", labels, xp.shape[0])
         if self.backend == "fast":
             # one C++ call (``_core.network_gradients``): forward, loss and backward of the
             # whole batch, threads over blocks of 8 images, the GIL released
@@ -340,7 +335,7 @@ class LeNet5:
         for the RBF layer). Every entry is >= 0.
         """
         xp = self.prepare(x)
-        lab = _labels(labels, xp.shape[0])
+        lab = _validate.labels("labels", labels, xp.shape[0])
         k, p = self._k, self.params
         _, (x0, h1, h2, h3, h4, h5, h6) = self._forward(xp)
         n = x0.shape[0]
@@ -440,20 +435,6 @@ class LeNet5:
 
 
 # ---------------------------------------------------------------------- helpers
-
-
-def _choice(name: str, value: Any, allowed: tuple[str, ...]) -> None:
-    if value not in allowed:
-        raise ValueError(f"{name}: expected one of {', '.join(map(repr, allowed))}, got {value!r}")
-
-
-def _labels(labels: npt.ArrayLike, n: int) -> npt.NDArray[np.intp]:
-    lab = np.asarray(labels)
-    if lab.shape != (n,) or not np.issubdtype(lab.dtype, np.integer):
-        raise ValueError(f"labels: expected integers of shape ({n},) to match x, got {lab.dtype} {lab.shape}")
-    if n and (lab.min() < 0 or lab.max() > 9):
-        raise ValueError(f"labels: expected digits 0..9, got values in [{lab.min()}, {lab.max()}]")
-    return lab.astype(np.intp, copy=False)
 
 
 def _digest(params: dict[str, Array]) -> str:

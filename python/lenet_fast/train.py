@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from . import _validate
 from .data import distort as distort_images
 from .data import preprocess
 from .model import LeNet5
@@ -142,12 +143,9 @@ def train(
     pass, before each update, as the paper does), test_error, loss (mean over the pass),
     images_per_s, seconds.
     """
-    if optimizer not in OPTIMIZERS:
-        raise ValueError(f"optimizer: expected one of {OPTIMIZERS}, got {optimizer!r}")
-    if order not in ORDERS:
-        raise ValueError(f"order: expected one of {ORDERS}, got {order!r}")
-    if isinstance(passes, bool) or not isinstance(passes, int) or passes < 1:
-        raise ValueError(f"passes: expected an int >= 1, got {passes!r}")
+    _validate.choice("optimizer", optimizer, OPTIMIZERS)
+    _validate.choice("order", order, ORDERS)
+    passes = _validate.int_at_least("passes", passes, 1)
     if not (batch_size >= 1 and hessian_samples >= 1 and lr > 0):
         raise ValueError(f"batch_size and hessian_samples must be >= 1, lr > 0; got {batch_size}, "
                          f"{hessian_samples}, {lr}")
@@ -157,11 +155,9 @@ def train(
         mus = [_constant_mu(mu)] * passes
     images = np.asarray(train_images)
     if images.dtype != np.uint8 or images.ndim != 3 or images.shape[1:] != (28, 28):
-        raise ValueError(f"train_images: expected uint8 (N,28,28) digits, got {images.dtype} {images.shape}")
-    labels = np.asarray(train_labels)
-    if labels.shape != (images.shape[0],) or not np.issubdtype(labels.dtype, np.integer):
-        raise ValueError(f"train_labels: expected integers of shape ({images.shape[0]},), got {labels.dtype} {labels.shape}")
-    labels = labels.astype(np.intp)
+        raise ValueError(f"train_images: expected uint8 (N,28,28) digits, got {images.dtype} "
+                         f"{images.shape}")
+    labels = _validate.labels("train_labels", train_labels, images.shape[0], match="")
     has_test = test_images is not None and test_labels is not None
     x_test = preprocess(np.asarray(test_images)) if has_test else None
 
@@ -234,12 +230,7 @@ def train(
 
 
 def _constant_mu(mu: Any) -> float:
-    if isinstance(mu, bool) or not isinstance(mu, (int, float, np.floating, np.integer)):
-        raise TypeError(f"mu: expected a number > 0 or a function of the pass, got {type(mu).__name__}")
-    value = float(mu)
-    if not (value > 0 and np.isfinite(value)):
-        raise ValueError(f"mu: expected a finite number > 0, got {mu}")
-    return value
+    return _validate.finite_number("mu", mu, what="a number > 0 or a function of the pass")
 
 
 def _checked_mu(mu_of: Callable[[int], float], pass_number: int) -> float:
@@ -247,8 +238,9 @@ def _checked_mu(mu_of: Callable[[int], float], pass_number: int) -> float:
         value = mu_of(pass_number)
     except TypeError as e:
         raise TypeError(f"mu: calling it with the pass number ({pass_number}) failed: {e}") from e
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
-        raise TypeError(f"mu: the function returned {value!r} for pass {pass_number}, expected a number")
+    if not _validate.is_number(value):
+        raise TypeError(f"mu: the function returned {value!r} for pass {pass_number}, "
+                        "expected a number")
     value = float(value)
     if not (value > 0 and np.isfinite(value)):
         raise ValueError(f"mu: the function returned {value} for pass {pass_number}, expected a finite number > 0")
