@@ -11,6 +11,7 @@ import pytest
 
 from lenet_fast import LeNet5, tables
 from lenet_fast.layout import PARAM_SHAPES, RBF_PARAM
+from lenet_fast.train import apply_update, sdlm_steps
 
 A, S = 1.7159, 2.0 / 3.0
 
@@ -139,10 +140,8 @@ def test_cpp_backend_matches_reference_after_one_sdlm_step():
     for name in hf:
         np.testing.assert_allclose(hf[name], hr[name], rtol=1e-4, atol=1e-6 * np.abs(hr[name]).max(), err_msg=name)
     for m, hd in ((fast, hf), (ref, hr)):
-        steps = {k: (5e-4 / (0.02 + v)).astype(np.float32) for k, v in hd.items()}
         _, g, _ = m.gradients(x[:1], labels[:1])
-        for k in m.params:
-            m.params[k] -= steps[k] * g[k]
+        apply_update(m.params, sdlm_steps(hd, 5e-4, 0.02), g)
     for name in fast.params:
         np.testing.assert_allclose(fast.params[name], ref.params[name], rtol=1e-5, atol=1e-6, err_msg=name)
 

@@ -51,9 +51,11 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from . import _core, _validate, kernels, reference, tables
+from . import _validate, kernels, network, reference, tables
 from ._files import atomic_write
+from .data import preprocess
 from .layout import PARAM_SHAPES, RBF_PARAM, RBF_SHAPE, count_parameters
+from .train import train as _train
 
 FORMAT = "lenet_fast.LeNet5"
 FORMAT_VERSION = 1
@@ -159,8 +161,16 @@ class LeNet5:
     def _k(self) -> ModuleType:
         return kernels if self.backend == "fast" else reference
 
-    def _centres(self) -> Array:
+    @property
+    def centres(self) -> Array:
+        """The RBF centres (10,84) in use, in the parameters' dtype: the trained ``"rbf.c"``
+        parameter itself with ``rbf="trainable"``, else a copy of the fixed ``codes``."""
         return self.params[RBF_PARAM] if RBF_PARAM in self.params else self.codes.astype(self.dtype)
+
+    @property
+    def _fixed_centres(self) -> Array | None:
+        """The fixed centres for the fused network, None when they are a parameter."""
+        return None if RBF_PARAM in self.params else self.codes.astype(self.dtype)
 
     @property
     def dtype(self) -> np.dtype:
@@ -200,8 +210,6 @@ class LeNet5:
         if x.dtype == np.uint8:
             if x.shape[-2:] != (28, 28) or x.ndim not in (2, 3):
                 raise ValueError(f"x: expected uint8 digits of shape (N,28,28) or (28,28), got shape {x.shape}")
-            from .data import preprocess
-
             return preprocess(x).astype(self.dtype, copy=False)
         if x.dtype == self.dtype and x.ndim == 4 and x.shape[1:] == (1, 32, 32):
             return np.ascontiguousarray(x)
@@ -225,20 +233,16 @@ class LeNet5:
         h4 = k.squash_forward(k.subsample_forward(h3, self._sub_coef("s4.coef"), p["s4.bias"]))
         h5 = k.squash_forward(k.conv2d_forward(h4, p["c5.w"], p["c5.b"])).reshape(n, 120)
         h6 = k.squash_forward(k.linear_forward(h5, p["f6.w"], p["f6.b"]))
-        y = k.rbf_forward(h6, self._centres())
+        y = k.rbf_forward(h6, self.centres)
         return y, (x, h1, h2, h3, h4, h5, h6)
 
     def _penalties(self, x: Array) -> Array:
         """The penalties (N,10) of prepared input, without the activations: with the fast
-        backend one C++ call (``_core.network_forward``: the same kernels in the same order
-        as :meth:`_forward`, so the same bits, image by image, threads over the images)."""
+        backend one C++ call (:func:`lenet_fast.network.forward`: the same kernels in the same
+        order as :meth:`_forward`, so the same bits, image by image)."""
         if self.backend != "fast":
             return self._forward(x)[0]
-        p = self.params
-        return _core.network_forward(
-            {name: p[name] for name in PARAM_SHAPES}, self._centres(), x, tables.C3_TABLE,
-            self.options["subsample"],
-        )
+        return network.forward(self.params, x, options=self.options, centres=self._fixed_centres)
 
     def forward(self, x: npt.ArrayLike) -> Array:
         """RBF penalties (N,10) of the input (see :meth:`prepare`); smaller = more likely."""
@@ -283,7 +287,7 @@ class LeNet5:
         x, h1, h2, h3, h4, h5, h6 = cache
         n = x.shape[0]
         g: dict[str, Array] = {}
-        dh6, dc = k.rbf_backward(h6, self._centres(), gy)
+        dh6, dc = k.rbf_backward(h6, self.centres, gy)
         if RBF_PARAM in p:
             g[RBF_PARAM] = dc
         dh5, g["f6.w"], g["f6.b"] = k.linear_backward(h5, p["f6.w"], k.squash_backward(h6, dh6))
@@ -305,22 +309,15 @@ class LeNet5:
         Returns ``(loss, grads, y)``: the loss (a float, mean over the batch of the scaled
         loss of ``options``), its gradient for every parameter (a dict of arrays shaped as
         ``params``; ``"rbf.c"`` too when the centres are trainable) and the penalties y
-        (N,10). With the fast backend one C++ call (``_core.network_gradients``; its
+        (N,10). With the fast backend one C++ call (:func:`lenet_fast.network.gradients`; its
         results do not depend on the thread count), else the NumPy layers."""
         xp = self.prepare(x)
         if xp.shape[0] == 0:
             raise ValueError("x: gradients of the mean loss need at least one pattern, got an empty batch")
         lab = _validate.labels("labels", labels, xp.shape[0])
         if self.backend == "fast":
-            # one C++ call (``_core.network_gradients``): forward, loss and backward of the
-            # whole batch, threads over blocks of 8 images, the GIL released
-            p, o = self.params, self.options
-            loss_sum, _, g, y = _core.network_gradients(
-                {name: p[name] for name in PARAM_SHAPES}, self._centres(), xp, lab,
-                tables.C3_TABLE, o["loss"], o["loss_scale"], o["map_j"], o["subsample"],
-                RBF_PARAM in p,
-            )
-            return loss_sum / xp.shape[0], g, y
+            return network.gradients(self.params, xp, lab, options=self.options,
+                                     centres=self._fixed_centres)
         y, cache = self._forward(xp)
         loss, gy = self.loss_gradient(y, lab)
         return loss, self._backward(cache, gy), y
@@ -374,9 +371,7 @@ class LeNet5:
 
     def fit(self, *args: Any, **kwargs: Any) -> list[dict[str, Any]]:
         """Train this model: see :func:`lenet_fast.train.train` (same arguments)."""
-        from .train import train
-
-        return train(self, *args, **kwargs)
+        return _train(self, *args, **kwargs)
 
     def save(self, path: str | os.PathLike[str], *, history: list[dict[str, Any]] | None = None,
              train_state: dict[str, Any] | None = None) -> Path:

@@ -16,17 +16,17 @@ uninterrupted run.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
 
-from . import _validate
+from . import _validate, network
 from .data import distort as distort_images
 from .data import preprocess
-from .model import LeNet5
+from .layout import RBF_PARAM
 
 OPTIMIZERS = ("sdlm", "sgd")
 ORDERS = ("fixed", "reshuffle")
@@ -39,6 +39,48 @@ PAPER_ETA_AFTER = 1e-5
 # SDLM's mu per pass: 8 for passes 1-2, 0.5 for 3-5, the paper's 0.02 after (sdlm_mu).
 MU_SCHEDULE = ((2, 8.0), (5, 0.5))
 PAPER_MU = 0.02
+
+
+Array = npt.NDArray[Any]
+
+
+class Model(Protocol):
+    """What training needs of a model (:class:`lenet_fast.LeNet5` has it all)."""
+
+    options: dict[str, Any]
+    backend: str
+    params: dict[str, Array]
+    codes: Array
+    history: list[dict[str, Any]]
+    train_state: dict[str, Any]
+
+    @property
+    def dtype(self) -> np.dtype[Any]: ...
+
+    def predict(self, x: npt.ArrayLike, batch_size: int = ...) -> npt.NDArray[np.int64]: ...
+
+    def gradients(self, x: npt.ArrayLike, labels: npt.ArrayLike
+                  ) -> tuple[float, dict[str, Array], Array]: ...
+
+    def hessian_diagonal(self, x: npt.ArrayLike, labels: npt.ArrayLike) -> dict[str, Array]: ...
+
+    def save(self, path: str | Path, *, history: list[dict[str, Any]] | None = ...,
+             train_state: dict[str, Any] | None = ...) -> Path: ...
+
+
+def sdlm_steps(hessian: Mapping[str, Array], eta: float, mu: float) -> dict[str, Array]:
+    """SDLM's step per parameter, ``eps_k = eta / (mu + h_kk)``, from the Hessian diagonal
+    (in its dtype)."""
+    return {k: (eta / (mu + h)).astype(h.dtype) for k, h in hessian.items()}
+
+
+def apply_update(params: dict[str, Array], step: Mapping[str, Array] | float | np.floating[Any],
+                 grads: Mapping[str, Array]) -> None:
+    """``p -= eps * g`` in place for every parameter: ``step`` is one array per parameter
+    (SDLM's ``eps_k``) or one rate for all (SGD's)."""
+    for name in params:
+        eps = step[name] if isinstance(step, Mapping) else step
+        params[name] -= eps * grads[name]
 
 
 def paper_eta(pass_number: int) -> float:
@@ -74,7 +116,7 @@ def sdlm_mu(pass_number: int) -> float:
     return PAPER_MU
 
 
-def evaluate(model: LeNet5, images: npt.ArrayLike, labels: npt.ArrayLike) -> dict[str, Any]:
+def evaluate(model: Model, images: npt.ArrayLike, labels: npt.ArrayLike) -> dict[str, Any]:
     """Error rate, confusion matrix (10,10) [true, predicted], and misclassified indices."""
     lab = np.asarray(labels).astype(np.int64)
     pred = model.predict(np.asarray(images))
@@ -89,7 +131,7 @@ Progress = Callable[[int, int, int, dict[str, float]], None]
 
 
 def train(
-    model: LeNet5,
+    model: Model,
     train_images: npt.ArrayLike,
     train_labels: npt.ArrayLike,
     test_images: npt.ArrayLike | None = None,
@@ -170,7 +212,7 @@ def train(
                   else {"lr": float(lr), "batch_size": int(batch_size)})
     start = 0
     if resume is not None:
-        ckpt = LeNet5.load(resume, backend=model.backend)
+        ckpt = type(model).load(resume, backend=model.backend)  # type: ignore[attr-defined]
         state = ckpt.train_state
         saved = state.get("config", {})
         mismatched = {k: (saved.get(k), v) for k, v in config.items() if saved.get(k) != v}
@@ -203,8 +245,11 @@ def train(
             rate, mu_p = eta(p + 1), mus[p]
             hidx = rng.choice(n, size=min(hessian_samples, n), replace=False)
             h = model.hessian_diagonal(x[hidx], labels[hidx])
-            steps = {k: (rate / (mu_p + hk)).astype(model.dtype) for k, hk in h.items()}
-            loss, train_err = _sdlm_pass(model, x, labels, perm, steps, p, progress)
+            steps = sdlm_steps(h, rate, mu_p)
+            loss_sum, train_err = sdlm_pass(model, x, labels, perm, steps,
+                                            fused=model.backend == "fast",
+                                            progress=_pass_progress(progress, p))
+            loss = loss_sum / n
         else:
             rate = lr
             loss, train_err = _sgd_pass(model, x, labels, perm, lr, batch_size, p, progress)
@@ -266,43 +311,76 @@ def _distorted_pass(images: npt.NDArray[np.uint8], rng: np.random.Generator) -> 
     return preprocess(out)
 
 
-def _sdlm_pass(model: LeNet5, x: np.ndarray, labels: np.ndarray, perm: np.ndarray,
-               steps: dict[str, np.ndarray], p: int, progress: Progress | None,
-               fused: bool | None = None) -> tuple[float, int]:
-    """One pattern per update: w_k -= eps_k dE/dw_k. Returns (mean loss, errors).
+PatternProgress = Callable[[int, int, dict[str, float]], None]
 
-    ``fused`` (default: with the fast backend) runs the patterns in C++
-    (:func:`lenet_fast.fused.sdlm_pass`, the same results several times faster), in chunks
-    that end where the Python loop below calls ``progress``, so it fires after the same
-    patterns with the same statistics."""
-    total_loss, errors, n = 0.0, 0, perm.size
+
+def _pass_progress(progress: Progress | None, p: int) -> PatternProgress | None:
+    if progress is None:
+        return None
+    return lambda done, total, stats: progress(p, done, total, stats)
+
+
+def sdlm_pass(model: Model, x: Array, labels: npt.NDArray[np.integer[Any]],
+              order: npt.NDArray[np.integer[Any]], steps: Mapping[str, Array], *,
+              fused: bool = True, progress: PatternProgress | None = None) -> tuple[float, int]:
+    """Train ``model`` in place on ``x[order[0]], x[order[1]], ...``, one pattern per
+    update: ``w_k -= steps[k] * dE/dw_k`` (SDLM's ``eps_k``, see :func:`sdlm_steps`).
+
+    ``x``: preprocessed input (N,1,32,32) in the model's dtype; ``labels``: int (N,);
+    ``order``: int (P,) indices into ``x``; ``steps``: arrays named and shaped as
+    ``model.params``. ``fused`` runs the patterns in one C++ call
+    (:func:`lenet_fast.network.sdlm_pass`; needs ``backend="fast"``), else a Python loop of
+    :meth:`~lenet_fast.LeNet5.gradients` at batch 1 and :func:`apply_update`; with the fast
+    backend both give the same bits. ``progress(done, P, stats)`` (optional) is called
+    after the patterns ``0, every, 2 every, ...`` (0-based, ``every = max(1, P // 100)``)
+    with the running mean ``loss`` and ``train_error``; the fused pass runs in chunks that
+    end there.
+
+    Returns ``(sum of the P per-pattern losses, patterns misclassified before their
+    update)``.
+    """
+    if not all(hasattr(model, a) for a in ("params", "options", "backend", "codes")):
+        raise TypeError(f"model: expected a LeNet5, got {type(model).__name__}")
+    order = np.asarray(order)
+    total_loss, errors, n = 0.0, 0, order.size
     every = max(1, n // 100)
-    if fused if fused is not None else model.backend == "fast":
-        from .fused import sdlm_pass
-
+    if fused:
+        if model.backend != "fast":
+            raise ValueError(f"model: the fused pass needs backend='fast', got {model.backend!r}")
+        fixed = None if RBF_PARAM in model.params else model.codes
         start = 0
         for done in range(0, n, every) if progress is not None else ():
-            loss, err = sdlm_pass(model, x, labels, perm[start : done + 1], steps)
+            loss, err = network.sdlm_pass(model.params, steps, x, labels, order[start : done + 1],
+                                          options=model.options, centres=fixed)
             total_loss, errors, start = total_loss + loss, errors + err, done + 1
-            progress(p, done, n, {"loss": total_loss / (done + 1), "train_error": errors / (done + 1)})
+            progress(done, n, {"loss": total_loss / (done + 1), "train_error": errors / (done + 1)})
         if start < n:
-            loss, err = sdlm_pass(model, x, labels, perm[start:], steps)
+            loss, err = network.sdlm_pass(model.params, steps, x, labels, order[start:],
+                                          options=model.options, centres=fixed)
             total_loss, errors = total_loss + loss, errors + err
-        return total_loss / n, errors
-    params = model.params
-    names = list(params)
-    for done, i in enumerate(perm):
-        loss, g, y = model.gradients(x[i : i + 1], labels[i : i + 1])
+        return total_loss, errors
+    if set(steps) != set(model.params):
+        raise ValueError(f"steps: expected the names {sorted(model.params)}, got {sorted(steps)}")
+    for done, (loss, err) in enumerate(_python_patterns(model, x, labels, order, steps)):
         total_loss += loss
-        errors += int(y[0].argmin() != labels[i])
-        for name in names:
-            params[name] -= steps[name] * g[name]
+        errors += err
         if progress is not None and done % every == 0:
-            progress(p, done, n, {"loss": total_loss / (done + 1), "train_error": errors / (done + 1)})
-    return total_loss / n, errors
+            progress(done, n, {"loss": total_loss / (done + 1), "train_error": errors / (done + 1)})
+    return total_loss, errors
 
 
-def _sgd_pass(model: LeNet5, x: np.ndarray, labels: np.ndarray, perm: np.ndarray, lr: float,
+def _python_patterns(model: Model, x: Array, labels: npt.NDArray[np.integer[Any]],
+                     order: npt.NDArray[np.integer[Any]], steps: Mapping[str, Array],
+                     ) -> Iterator[tuple[float, int]]:
+    """The per-pattern loop: update on each pattern, yield (its loss, 1 if it was wrong)."""
+    for i in order:
+        loss, g, y = model.gradients(x[i : i + 1], labels[i : i + 1])
+        wrong = int(y[0].argmin() != labels[i])
+        apply_update(model.params, steps, g)
+        yield loss, wrong
+
+
+def _sgd_pass(model: Model, x: np.ndarray, labels: np.ndarray, perm: np.ndarray, lr: float,
               batch_size: int, p: int, progress: Progress | None) -> tuple[float, int]:
     """Mini-batch SGD on the batch-mean loss. Returns (mean loss, errors)."""
     params = model.params
@@ -314,8 +392,7 @@ def _sgd_pass(model: LeNet5, x: np.ndarray, labels: np.ndarray, perm: np.ndarray
         loss, g, y = model.gradients(x[idx], lb)
         total_loss += loss * idx.size
         errors += int(np.sum(y.argmin(axis=1) != lb))
-        for name in params:
-            params[name] -= rate * g[name]
+        apply_update(params, rate, g)
         if progress is not None:
             progress(p, min(n, b0 + batch_size), n, {"loss": total_loss / min(n, b0 + batch_size),
                                                       "train_error": errors / min(n, b0 + batch_size)})
