@@ -235,12 +235,12 @@ def test_damaged_and_foreign_files_are_rejected(tmp_path):
 
 
 def test_other_format_version_is_rejected(tmp_path, monkeypatch):
-    import lenet_fast.model as mod
+    import lenet_fast.checkpoint as mod
 
     monkeypatch.setattr(mod, "FORMAT_VERSION", 99)
     path = LeNet5().save(tmp_path / "future.npz")
-    monkeypatch.setattr(mod, "FORMAT_VERSION", 1)
-    with pytest.raises(ValueError, match="format version 99; this lenet_fast reads version 1"):
+    monkeypatch.setattr(mod, "FORMAT_VERSION", 2)
+    with pytest.raises(ValueError, match="format version 99; this lenet_fast reads versions 1 to 2"):
         LeNet5.load(path)
 
 

@@ -41,8 +41,6 @@ the README's training section has the measurements behind them):
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 from pathlib import Path
 from types import ModuleType
@@ -52,13 +50,10 @@ import numpy as np
 import numpy.typing as npt
 
 from . import _validate, kernels, network, reference, tables
-from ._files import atomic_write
+from .checkpoint import read_checkpoint, save_checkpoint
 from .data import preprocess
 from .layout import PARAM_SHAPES, RBF_PARAM, RBF_SHAPE, count_parameters
 from .train import train as _train
-
-FORMAT = "lenet_fast.LeNet5"
-FORMAT_VERSION = 1
 
 LOSSES = ("mse", "map")
 SUBSAMPLES = ("sum", "mean")
@@ -375,96 +370,33 @@ class LeNet5:
 
     def save(self, path: str | os.PathLike[str], *, history: list[dict[str, Any]] | None = None,
              train_state: dict[str, Any] | None = None) -> Path:
-        """Write the model to a portable ``.npz`` (no pickle), atomically: a temporary file in
-        the same folder, flushed to disk, then renamed over ``path``; a failure leaves any
-        previous file at ``path`` as it was. ``history`` and ``train_state`` (JSON-able) ride
-        along for checkpoints."""
-        path = Path(path)
-        params = {name: np.ascontiguousarray(a, dtype=np.float32) for name, a in self.params.items()}
-        meta = {
-            "format": FORMAT,
-            "format_version": FORMAT_VERSION,
-            "options": self.options,
-            "param_names": list(params),
-            "param_sha256": _digest(params),
-            "history": history or [],
-            "train_state": train_state or {},
-        }
-        arrays = {f"param/{k}": v for k, v in params.items()}
-        arrays["codes"] = self.codes
-        arrays["meta"] = np.array(json.dumps(meta))
-        atomic_write(path, lambda f: np.savez(f, **arrays))
-        return path
+        """Write the model to a portable ``.npz`` (no pickle; :mod:`lenet_fast.checkpoint`),
+        atomically: a temporary file in the same folder, flushed to disk, then renamed over
+        ``path``; a failure leaves any previous file at ``path`` as it was. ``history`` and
+        ``train_state`` (JSON-able) ride along for checkpoints."""
+        return save_checkpoint(path, self.options, self.params, self.codes, history=history,
+                               train_state=train_state)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str], *, backend: str = "fast") -> LeNet5:
-        """Read a model written by :meth:`save`. A file of another format version, or a
+        """Read a model written by :meth:`save`. A file of an unknown format version, or a
         damaged, truncated or foreign file, raises ValueError saying so; nothing is
         unpickled. The history and train state are in ``model.history`` and
         ``model.train_state``."""
-        path = Path(path)
-        meta, arrays = read_npz(path)
+        return cls.from_checkpoint(*read_checkpoint(path), backend=backend)
+
+    @classmethod
+    def from_checkpoint(cls, meta: dict[str, Any], arrays: dict[str, Array], *,
+                        backend: str = "fast") -> LeNet5:
+        """The model of :func:`lenet_fast.checkpoint.read_checkpoint`'s ``(meta, arrays)``."""
         opts = meta["options"]
         model = cls(
-            seed=opts["seed"], loss=opts["loss"], map_j=opts["map_j"], loss_scale=opts["loss_scale"], rbf=opts["rbf"],
-            subsample=opts["subsample"], codes=arrays["codes"], backend=backend,
+            seed=opts["seed"], loss=opts["loss"], map_j=opts["map_j"],
+            loss_scale=opts["loss_scale"], rbf=opts["rbf"], subsample=opts["subsample"],
+            codes=arrays["codes"], backend=backend,
         )
-        names = list(PARAM_SHAPES) + ([RBF_PARAM] if opts["rbf"] == "trainable" else [])
-        if meta["param_names"] != names:
-            raise ValueError(f"{path}: damaged model file: parameters {meta['param_names']}, expected {names}")
-        params = {}
-        for name in names:
-            a = arrays.get(f"param/{name}")
-            want = RBF_SHAPE if name == RBF_PARAM else PARAM_SHAPES[name]
-            if a is None or a.dtype != np.float32 or a.shape != want:
-                raise ValueError(f"{path}: damaged model file: parameter {name} is "
-                                 f"{None if a is None else (a.dtype, a.shape)}, expected float32 {want}")
-            params[name] = np.ascontiguousarray(a)
-        if _digest(params) != meta["param_sha256"]:
-            raise ValueError(f"{path}: damaged model file: the parameters do not match their "
-                             "recorded sha256 (the file was altered or corrupted)")
-        model.params = params
+        model.params = {name: np.ascontiguousarray(arrays[f"param/{name}"])
+                        for name in meta["param_names"]}
         model.history = meta.get("history", [])
         model.train_state = meta.get("train_state", {})
         return model
-
-
-# ---------------------------------------------------------------------- helpers
-
-
-def _digest(params: dict[str, Array]) -> str:
-    h = hashlib.sha256()
-    for name, a in params.items():
-        h.update(name.encode())
-        h.update(np.ascontiguousarray(a, dtype=np.float32).tobytes())
-    return h.hexdigest()
-
-
-def read_npz(path: Path) -> tuple[dict[str, Any], dict[str, Array]]:
-    """The metadata and arrays of a lenet_fast ``.npz``, or a ValueError that says why not."""
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: no such model file")
-    with open(path, "rb") as f:  # an unreadable path raises its own OSError here
-        try:
-            if f.read(4) != b"PK\x03\x04":
-                raise ValueError("no zip signature: not an .npz file")
-            f.seek(0)
-            with np.load(f, allow_pickle=False) as z:
-                arrays = {name: z[name] for name in z.files}
-        except MemoryError:
-            raise
-        except Exception as e:  # noqa: BLE001  any parse failure (zip, .npy header, ...) of a damaged file
-            raise ValueError(f"{path}: not a readable lenet_fast model file ({type(e).__name__}: {e}); "
-                             "it may be truncated or corrupted") from None
-    if "meta" not in arrays:
-        raise ValueError(f"{path}: not a lenet_fast model file (no metadata)")
-    try:
-        meta = json.loads(str(arrays.pop("meta")))
-    except (ValueError, TypeError) as e:
-        raise ValueError(f"{path}: damaged model file: unreadable metadata ({e})") from None
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise ValueError(f"{path}: not a lenet_fast model file (format {meta.get('format') if isinstance(meta, dict) else meta!r})")
-    if meta.get("format_version") != FORMAT_VERSION:
-        raise ValueError(f"{path}: model file format version {meta.get('format_version')!r}; this "
-                         f"lenet_fast reads version {FORMAT_VERSION} (upgrade lenet_fast or re-save the model)")
-    return meta, arrays

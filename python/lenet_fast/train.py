@@ -25,6 +25,7 @@ import numpy.typing as npt
 
 from . import _validate, network
 from .data import distort as distort_images
+from .checkpoint import read_checkpoint
 from .data import preprocess
 from .layout import RBF_PARAM
 
@@ -66,6 +67,10 @@ class Model(Protocol):
 
     def save(self, path: str | Path, *, history: list[dict[str, Any]] | None = ...,
              train_state: dict[str, Any] | None = ...) -> Path: ...
+
+    @classmethod
+    def from_checkpoint(cls, meta: dict[str, Any], arrays: dict[str, Array], *,
+                        backend: str = ...) -> Model: ...
 
 
 def sdlm_steps(hessian: Mapping[str, Array], eta: float, mu: float) -> dict[str, Array]:
@@ -212,13 +217,13 @@ def train(
                   else {"lr": float(lr), "batch_size": int(batch_size)})
     start = 0
     if resume is not None:
-        ckpt = type(model).load(resume, backend=model.backend)  # type: ignore[attr-defined]
+        ckpt = type(model).from_checkpoint(*read_checkpoint(resume), backend=model.backend)
         state = ckpt.train_state
         saved = state.get("config", {})
         mismatched = {k: (saved.get(k), v) for k, v in config.items() if saved.get(k) != v}
         for r in ckpt.history[:passes] if optimizer == "sdlm" else ():
-            was, now = r.get("mu", saved.get("mu")), mus[int(r["pass"]) - 1]
-            if was != now:  # checkpoints before the mu schedule kept one mu in the config
+            was, now = r.get("mu"), mus[int(r["pass"]) - 1]
+            if was != now:
                 mismatched[f"mu of pass {r['pass']}"] = (was, now)
                 break
         if mismatched:
