@@ -66,7 +66,7 @@ def test_forward_predict_and_input_forms():
     assert y.shape == (5, 10) and y.dtype == np.float32 and np.all(y >= 0)
     np.testing.assert_array_equal(m.predict(x), y.argmin(axis=1))
     digits = np.random.default_rng(1).integers(0, 256, (4, 28, 28), dtype=np.uint8)
-    from lenet_fast.data import preprocess
+    from lenet_fast.mnist import preprocess
 
     np.testing.assert_array_equal(m.forward(digits), m.forward(preprocess(digits)))
     assert m.predict(digits[0]).shape == (1,)

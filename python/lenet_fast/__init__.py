@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from . import runtime  # first: applies LENET_FAST_ISA before anything else runs
 from . import kernels, reference, tables
-from .data import load_mnist, preprocess
+from .mnist import load_mnist, preprocess
 from .model import LeNet5
 from .runtime import (
     __version__,

@@ -19,7 +19,7 @@ import numpy as np
 
 from . import tables
 from .runtime import info
-from .data import load_mnist
+from .mnist import load_mnist
 from .model import LeNet5
 from .train import evaluate, format_record, train
 

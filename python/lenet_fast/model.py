@@ -51,7 +51,7 @@ import numpy.typing as npt
 
 from . import _validate, kernels, network, reference, tables
 from .checkpoint import read_checkpoint, save_checkpoint
-from .data import preprocess
+from .mnist import preprocess
 from .layout import PARAM_SHAPES, RBF_PARAM, RBF_SHAPE, count_parameters
 from .train import train as _train
 

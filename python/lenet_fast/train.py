@@ -24,9 +24,9 @@ import numpy as np
 import numpy.typing as npt
 
 from . import _validate, network
-from .data import distort as distort_images
+from .distort import distort as distort_images
 from .checkpoint import read_checkpoint
-from .data import preprocess
+from .mnist import preprocess
 from .layout import RBF_PARAM
 
 OPTIMIZERS = ("sdlm", "sgd")
@@ -171,7 +171,7 @@ def train(
         with rate ``lr`` on the batch-mean loss; 0.005 by default).
     distort : train on the paper's mix: each pass, every pattern is its original with
         probability 1/10, else a fresh random affine distortion of it (60,000 originals +
-        540,000 distorted copies, sampled 60,000 per pass). See :func:`lenet_fast.data.distort`.
+        540,000 distorted copies, sampled 60,000 per pass). See :func:`lenet_fast.distort.distort`.
     seed : seeds the order, the Hessian samples and the distortions (the model's own seed
         sets the initial weights).
     out : folder for ``checkpoint_PP.npz`` after each pass and ``model.npz`` at the end.
