@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from lenet_fast import _core, layout, tables
 
 TABLE = tables.C3_TABLE
@@ -61,8 +60,8 @@ def test_the_fused_forward_rejects_other_names():
     with pytest.raises(ValueError, match="unexpected key 'c1_w'"):
         _core.network_forward(p, centres(), x(), TABLE, "mean")
     with pytest.raises(ValueError, match="centres: expected \\(10,84\\)"):
-        _core.network_forward(arrays(dict(layout.PARAM_SHAPES)), centres()[:, :83].copy(), x(), TABLE,
-                              "mean")
+        narrow = centres()[:, :83].copy()
+        _core.network_forward(arrays(dict(layout.PARAM_SHAPES)), narrow, x(), TABLE, "mean")
 
 
 @pytest.mark.parametrize("trainable_centres", [False, True])

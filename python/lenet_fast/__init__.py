@@ -5,13 +5,13 @@ run time) and their NumPy twins (``lenet_fast.reference``) share names and signa
 ``lenet_fast.tables`` holds the paper's constants: Table I and the RBF codes.
 
 The instruction set is chosen at import from the CPU; ``LENET_FAST_ISA=scalar|avx2|auto``
-overrides it, and :func:`set_isa` changes it at run time (:mod:`lenet_fast.runtime`).
+overrides it (applied when :mod:`lenet_fast.runtime` is imported, here, before any kernel
+runs), and :func:`set_isa` changes it at run time.
 """
 
 from __future__ import annotations
 
-from . import runtime  # first: applies LENET_FAST_ISA before anything else runs
-from . import kernels, reference, tables
+from . import kernels, reference, runtime, tables
 from .mnist import load_mnist, preprocess
 from .model import LeNet5
 from .runtime import (
@@ -28,18 +28,18 @@ from .train import evaluate, train
 __all__ = [
     "LeNet5",
     "__version__",
-    "evaluate",
-    "load_mnist",
-    "preprocess",
-    "train",
     "available_isas",
+    "evaluate",
     "get_isa",
     "get_num_threads",
     "info",
     "kernels",
+    "load_mnist",
+    "preprocess",
     "reference",
     "runtime",
     "set_isa",
     "set_num_threads",
     "tables",
+    "train",
 ]

@@ -15,8 +15,8 @@ A file holds ``param/<name>`` for every trainable array (float32, the names and 
 Version 1 files, written before mu became a per-pass schedule, keep one ``mu`` in the
 config (none in the pass records) and the settings of both optimizers; reading one
 migrates it: the config's ``mu`` goes into each SDLM pass record that lacks one, and the
-config keeps only its optimizer's settings. Their loss scale (0.05 or 1/30 then, against
-1 now) is in their options and applies as before.
+config keeps only its optimizer's settings. A version 1 file's loss scale (0.05 or 1/30
+in files of that time) is in its options and applies as written.
 """
 
 from __future__ import annotations
@@ -73,7 +73,7 @@ def save_checkpoint(path: str | os.PathLike[str], options: Mapping[str, Any],
         "history": history or [],
         "train_state": train_state or {},
     }
-    arrays: dict[str, Array] = {f"param/{k}": v for k, v in arrays32.items()}
+    arrays: dict[str, Any] = {f"param/{k}": v for k, v in arrays32.items()}
     arrays["codes"] = codes
     arrays["meta"] = np.array(json.dumps(meta))
     atomic_write(path, lambda f: np.savez(f, **arrays))

@@ -155,7 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return args.func(args)
+        return int(args.func(args))
     except (FileNotFoundError, ValueError, ImportError) as e:
         print(f"lenet-fast: error: {e}", file=sys.stderr)
         return 2

@@ -16,9 +16,10 @@ import os
 import sys
 import urllib.error
 import urllib.request
+from collections.abc import Iterable, Sequence
 from http.client import HTTPException
 from pathlib import Path
-from typing import IO, Iterable, Optional, Sequence, Tuple, Union
+from typing import IO, Optional, Tuple, Union
 
 from ._files import atomic_write
 
@@ -28,7 +29,7 @@ PathLike = Union[str, "os.PathLike[str]"]
 
 #: Base URLs tried in order by :func:`download_mnist` (``LENET_FAST_MNIST_MIRROR`` replaces
 #: them with one base URL). Each must serve the four ``.gz`` files under their standard names.
-DEFAULT_MIRRORS: Tuple[str, ...] = (
+DEFAULT_MIRRORS: tuple[str, ...] = (
     "https://ossci-datasets.s3.amazonaws.com/mnist/",
     "https://storage.googleapis.com/cvdf-datasets/mnist/",
     "http://yann.lecun.com/exdb/mnist/",
@@ -64,7 +65,7 @@ TIMEOUT = 60.0  # seconds, for each blocking network operation
 _CHUNK = 1 << 16
 
 
-def resolve_root(root: Optional[PathLike] = None) -> Path:
+def resolve_root(root: PathLike | None = None) -> Path:
     """The folder :func:`load_mnist` and :func:`download_mnist` use.
 
     In order: ``root`` if given; else ``$LENET_FAST_DATA`` if set and non-empty; else a
@@ -99,7 +100,7 @@ def _sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def _mirror_list(mirrors: Optional[Union[str, Iterable[str]]]) -> Tuple[str, ...]:
+def _mirror_list(mirrors: str | Iterable[str] | None) -> tuple[str, ...]:
     if mirrors is None:
         env = os.environ.get("LENET_FAST_MNIST_MIRROR", "").strip()
         mirrors = (env,) if env else DEFAULT_MIRRORS
@@ -123,7 +124,7 @@ class _BadData(Exception):
 def _fetch(url: str, dest_dir: Path, name: str, size: int, sha: str, timeout: float) -> None:
     """Download url to dest_dir/name atomically; raise _BadData or OSError-like errors."""
 
-    def stream(f) -> None:
+    def stream(f: IO[bytes]) -> None:
         h = hashlib.sha256()
         got = 0
         req = urllib.request.Request(url, headers={"User-Agent": "lenet_fast (urllib)"})
@@ -151,7 +152,7 @@ def _fetch(url: str, dest_dir: Path, name: str, size: int, sha: str, timeout: fl
 
 
 def download_files(
-    folder: Path, names: Sequence[str], mirrors: Optional[Union[str, Iterable[str]]], timeout: float
+    folder: Path, names: Sequence[str], mirrors: str | Iterable[str] | None, timeout: float
 ) -> None:
     """Fetch each of ``names`` (``.gz`` files of :data:`MNIST_FILES`) into ``folder`` that is
     not there with the right sha256 already, trying the mirrors in order."""
@@ -198,8 +199,8 @@ def download_files(
 
 
 def download_mnist(
-    root: Optional[PathLike] = None,
-    mirrors: Optional[Union[str, Iterable[str]]] = None,
+    root: PathLike | None = None,
+    mirrors: str | Iterable[str] | None = None,
     *,
     timeout: float = TIMEOUT,
 ) -> Path:

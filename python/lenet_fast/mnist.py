@@ -18,8 +18,9 @@ import gzip
 import hashlib
 import os
 import zlib
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable, Optional, Tuple, Union
+from typing import Optional, Tuple, Union
 
 import numpy as np
 import numpy.typing as npt
@@ -39,7 +40,7 @@ _WHAT_TO_DO_CORRUPT = (
 )
 
 
-def _root_origin(root: Optional[PathLike]) -> str:
+def _root_origin(root: PathLike | None) -> str:
     if root is not None:
         return "the root argument"
     if os.environ.get("LENET_FAST_DATA", "").strip():
@@ -47,7 +48,7 @@ def _root_origin(root: Optional[PathLike]) -> str:
     return "the default cache folder"
 
 
-def _candidates(stem: str) -> Tuple[str, ...]:
+def _candidates(stem: str) -> tuple[str, ...]:
     """File names accepted for one MNIST file, in the order they are tried."""
     dotted = stem.replace("-idx", ".idx")  # train-images.idx3-ubyte, as some copies name it
     return (stem + ".gz", stem, dotted)
@@ -124,7 +125,7 @@ def _read_mnist_file(path: Path, stem: str, verify: bool) -> np.ndarray:
     return arr
 
 
-def _find(root: Path, stem: str) -> Optional[Path]:
+def _find(root: Path, stem: str) -> Path | None:
     for name in _candidates(stem):
         p = root / name
         if p.is_file():
@@ -133,12 +134,12 @@ def _find(root: Path, stem: str) -> Optional[Path]:
 
 
 def load_mnist(
-    root: Optional[PathLike] = None,
+    root: PathLike | None = None,
     download: bool = False,
     *,
-    mirrors: Optional[Union[str, Iterable[str]]] = None,
+    mirrors: str | Iterable[str] | None = None,
     verify: bool = True,
-) -> Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Load MNIST from a local folder.
 
     Parameters
@@ -194,7 +195,8 @@ def load_mnist(
             f"variable to it, or use load_mnist(download=True) / "
             f"lenet_fast.download.download_mnist() to fetch them."
         )
-    arrays = [_read_mnist_file(found[stem], stem, verify) for stem in MNIST_FILES]
+    paths = {stem: p for stem, p in found.items() if p is not None}
+    arrays = [_read_mnist_file(paths[stem], stem, verify) for stem in MNIST_FILES]
     train_images, train_labels, test_images, test_labels = arrays
     return train_images, train_labels, test_images, test_labels
 
@@ -204,8 +206,8 @@ _LUT = (-0.1 + 1.275 * np.arange(256, dtype=np.float64) / 255.0).astype(np.float
 _LUT.setflags(write=False)
 
 
-def preprocess(images) -> np.ndarray:
-    """Turn MNIST bytes into the network's input planes (SPEC section 1).
+def preprocess(images: npt.ArrayLike) -> npt.NDArray[np.float32]:
+    """Turn MNIST bytes into the network's input planes (the paper, section II-B).
 
     ``images``: uint8 (N, 28, 28), or one (28, 28) image (treated as a batch of one).
     Returns a new float32 array of shape (N, 1, 32, 32): each digit padded with 2

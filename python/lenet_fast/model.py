@@ -1,5 +1,5 @@
-"""LeNet-5 as LeCun et al. (1998) describe it: the model, its losses, its Hessian diagonal,
-and a portable checkpoint format.
+"""LeNet-5 as LeCun et al. (1998) describe it: the model, its losses and its Hessian
+diagonal; its files are :mod:`lenet_fast.checkpoint`'s.
 
 Layers (paper II-B, Fig. 2; N = batch):
 
@@ -19,9 +19,9 @@ f(a) = 1.7159 tanh(2a/3). The output is a penalty per class: the predicted class
 argmin. 60,000 trainable parameters (60,840 with trainable RBF centres).
 
 Choices where the paper is silent or where following it literally fails (each an option;
-the README's training section has the measurements behind them):
+the training documentation has the measurements behind them):
 
-* ``subsample="mean"`` (default, the seed note's average) or ``"sum"`` (the paper: "the
+* ``subsample="mean"`` (default, the average of the 2x2 block) or ``"sum"`` (the paper: "the
   four inputs ... are added, then multiplied by a trainable coefficient"). In "mean" mode
   the coefficient multiplies the average, so it is 4x the "sum" coefficient for the same
   function; it is initialised 4x wider, so both modes start from the same network. They
@@ -198,7 +198,8 @@ class LeNet5:
 
     def prepare(self, x: npt.ArrayLike) -> Array:
         """Model input from uint8 MNIST digits (N,28,28) or (28,28), or preprocessed
-        float32 (N,1,32,32) (SPEC section 1: padded to 32x32, background -0.1, ink 1.175)."""
+        float32 (N,1,32,32) (:func:`lenet_fast.mnist.preprocess`: padded to 32x32, background
+        -0.1, ink 1.175)."""
         if not isinstance(x, np.ndarray):
             raise TypeError(f"x: expected a numpy array of uint8 (N,28,28) digits or float32 "
                             f"(N,1,32,32) input, got {type(x).__name__}")
@@ -331,8 +332,13 @@ class LeNet5:
         k, p = self._k, self.params
         _, (x0, h1, h2, h3, h4, h5, h6) = self._forward(xp)
         n = x0.shape[0]
-        sq = lambda a: a * a  # noqa: E731
-        f2 = lambda yv, hv: k.squash_backward(yv, k.squash_backward(yv, hv))  # noqa: E731  f'(a)^2 h
+
+        def sq(a: Array) -> Array:
+            return a * a
+
+        def f2(yv: Array, hv: Array) -> Array:  # f'(a)^2 h, from the output y = f(a)
+            return k.squash_backward(yv, k.squash_backward(yv, hv))
+
         h: dict[str, Array] = {}
         hh6 = np.full_like(h6, 2.0)
         if RBF_PARAM in p:
