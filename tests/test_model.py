@@ -259,3 +259,13 @@ def test_failed_save_keeps_the_previous_file(tmp_path, monkeypatch):
     assert path.read_bytes() == before
     assert list(tmp_path.iterdir()) == [path]
     np.testing.assert_array_equal(LeNet5.load(path).params["c1.w"], first.params["c1.w"])
+
+
+def test_centres_are_the_codes_or_the_trained_parameter():
+    fixed = LeNet5(seed=0)
+    np.testing.assert_array_equal(fixed.centres, tables.RBF_CODES)
+    assert fixed.centres.dtype == np.float32 and fixed.centres is not fixed.codes
+    trained = LeNet5(seed=0, rbf="trainable")
+    assert trained.centres is trained.params[RBF_PARAM]
+    with pytest.raises(AttributeError):
+        fixed.centres = tables.RBF_CODES  # type: ignore[misc]

@@ -18,9 +18,9 @@ from typing import Any
 import numpy as np
 
 from . import tables
-from .runtime import info
 from .mnist import load_mnist
 from .model import LeNet5
+from .runtime import info
 from .train import evaluate, format_record, train
 
 

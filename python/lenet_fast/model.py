@@ -51,8 +51,8 @@ import numpy.typing as npt
 
 from . import _validate, kernels, network, reference, tables
 from .checkpoint import read_checkpoint, save_checkpoint
-from .mnist import preprocess
 from .layout import PARAM_SHAPES, RBF_PARAM, RBF_SHAPE, count_parameters
+from .mnist import preprocess
 from .train import train as _train
 
 LOSSES = ("mse", "map")

@@ -24,10 +24,10 @@ import numpy as np
 import numpy.typing as npt
 
 from . import _validate, network
-from .distort import distort as distort_images
 from .checkpoint import read_checkpoint
-from .mnist import preprocess
+from .distort import distort as distort_images
 from .layout import RBF_PARAM
+from .mnist import preprocess
 
 OPTIMIZERS = ("sdlm", "sgd")
 ORDERS = ("fixed", "reshuffle")
@@ -40,7 +40,6 @@ PAPER_ETA_AFTER = 1e-5
 # SDLM's mu per pass: 8 for passes 1-2, 0.5 for 3-5, the paper's 0.02 after (sdlm_mu).
 MU_SCHEDULE = ((2, 8.0), (5, 0.5))
 PAPER_MU = 0.02
-
 
 Array = npt.NDArray[Any]
 
