@@ -22,7 +22,7 @@ import zipfile
 import numpy as np
 import pytest
 
-import lenet_fast.model as mod
+import lenet_fast.checkpoint as mod
 from lenet_fast.model import LeNet5
 
 CHILD = r"""
