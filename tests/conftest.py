@@ -77,7 +77,7 @@ def rand(rng: np.random.Generator, *shape: int, scale: float = 1.0) -> np.ndarra
 def mnist_dir() -> Path:
     """The folder of the four original MNIST .gz files: ``$LENET_FAST_DATA`` (CI sets it),
     else the per-user cache, downloading what is missing there (checksums verified)."""
-    from lenet_fast import data
+    from lenet_fast import download as data
 
     value = os.environ.get("LENET_FAST_DATA", "")
     if value:

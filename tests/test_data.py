@@ -1,4 +1,4 @@
-"""lenet_fast.data: MNIST loading and checking, atomic download, preprocessing, distortions.
+"""lenet_fast.mnist, .download and .distort: MNIST loading and checking, atomic download, preprocessing, distortions.
 
 The real MNIST comes from ``$LENET_FAST_DATA`` (CI sets it to ../shared/data/mnist; for a
 local run: ``export LENET_FAST_DATA=/work/shared/data/mnist``). Downloads are tested only
@@ -15,15 +15,16 @@ import os
 import shutil
 import sys
 import threading
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from lenet_fast import data as D
+from lenet_fast import distort as DI
+from lenet_fast import download as DL
+from lenet_fast import mnist as MN
 
-STEMS = list(D.MNIST_FILES)  # train images, train labels, test images, test labels
+STEMS = list(DL.MNIST_FILES)  # train images, train labels, test images, test labels
 GZ = [s + ".gz" for s in STEMS]
 
 
@@ -34,7 +35,7 @@ GZ = [s + ".gz" for s in STEMS]
 @pytest.fixture(scope="module")
 def mnist(mnist_dir):
     """The four arrays (shared by many tests: do not modify them)."""
-    return D.load_mnist(mnist_dir)
+    return MN.load_mnist(mnist_dir)
 
 
 @pytest.fixture(scope="module")
@@ -169,7 +170,7 @@ def test_known_labels_counts_and_statistics(mnist):
 
 
 def test_checksum_constants_match_source_md(mnist_dir):
-    for stem, (_, _, gz_size, gz_sha, _, _) in D.MNIST_FILES.items():
+    for stem, (_, _, gz_size, gz_sha, _, _) in DL.MNIST_FILES.items():
         p = mnist_dir / (stem + ".gz")
         assert p.stat().st_size == gz_size
         assert sha256(p) == gz_sha
@@ -184,7 +185,7 @@ def test_uncompressed_twins_load_the_same(mnist, raw_idx, tmp_path):
         (plain / stem).write_bytes(blob)
         (dotted / stem.replace("-idx", ".idx")).write_bytes(blob)
     for folder in (plain, dotted):
-        got = D.load_mnist(folder)
+        got = MN.load_mnist(folder)
         for a, b in zip(got, mnist):
             assert a.dtype == b.dtype
             np.testing.assert_array_equal(a, b)
@@ -192,26 +193,26 @@ def test_uncompressed_twins_load_the_same(mnist, raw_idx, tmp_path):
 
 def test_root_from_environment(mnist_dir, monkeypatch, tmp_path):
     monkeypatch.setenv("LENET_FAST_DATA", str(tmp_path / "nowhere"))
-    assert D.resolve_root() == tmp_path / "nowhere"
+    assert DL.resolve_root() == tmp_path / "nowhere"
     with pytest.raises(FileNotFoundError) as e:
-        D.load_mnist()
+        MN.load_mnist()
     assert str(tmp_path / "nowhere") in str(e.value)
     assert "LENET_FAST_DATA" in str(e.value) and "does not exist" in str(e.value)
     # the argument wins over the variable
-    assert D.resolve_root(mnist_dir) == mnist_dir
+    assert DL.resolve_root(mnist_dir) == mnist_dir
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="XDG cache folder is not used on Windows")
 def test_root_default_cache_folder(monkeypatch, tmp_path):
     monkeypatch.delenv("LENET_FAST_DATA", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    assert D.resolve_root() == tmp_path / "lenet_fast" / "mnist"
+    assert DL.resolve_root() == tmp_path / "lenet_fast" / "mnist"
     monkeypatch.setenv("XDG_CACHE_HOME", "relative/ignored")  # the XDG spec ignores relative paths
-    assert D.resolve_root() == Path.home() / ".cache" / "lenet_fast" / "mnist"
+    assert DL.resolve_root() == Path.home() / ".cache" / "lenet_fast" / "mnist"
     monkeypatch.delenv("XDG_CACHE_HOME")
-    assert D.resolve_root() == Path.home() / ".cache" / "lenet_fast" / "mnist"
+    assert DL.resolve_root() == Path.home() / ".cache" / "lenet_fast" / "mnist"
     with pytest.raises(TypeError, match="root"):
-        D.resolve_root(3)
+        DL.resolve_root(3)
 
 
 # --------------------------------------------------------------------------------------
@@ -222,7 +223,7 @@ def test_missing_file(mnist_dir, tmp_path):
     folder = make_folder(tmp_path, mnist_dir)
     (folder / "t10k-labels-idx1-ubyte.gz").unlink()
     with pytest.raises(FileNotFoundError) as e:
-        D.load_mnist(folder)
+        MN.load_mnist(folder)
     msg = str(e.value)
     assert "t10k-labels-idx1-ubyte.gz" in msg and str(folder) in msg
     assert "download=True" in msg and "LENET_FAST_DATA" in msg and "root=" in msg
@@ -271,7 +272,7 @@ def test_corrupt_file(case, name, make, pattern, mnist_dir, raw_idx, tmp_path):
     gz = {s: (mnist_dir / (s + ".gz")).read_bytes() for s in STEMS if s.startswith("train-images")}
     folder = make_folder(tmp_path, mnist_dir, {name: make(raw_idx, gz)})
     with pytest.raises(ValueError, match=pattern) as e:
-        D.load_mnist(folder)
+        MN.load_mnist(folder)
     msg = str(e.value)
     assert str(folder / name) in msg, msg
     assert "download" in msg and "Delete" in msg, msg  # says what to do
@@ -283,13 +284,13 @@ def test_checksum_mismatch_gz(mnist_dir, raw_idx, tmp_path):
     blob = gzip.compress(raw_idx["t10k-labels-idx1-ubyte"], mtime=0)
     folder = make_folder(tmp_path, mnist_dir, {name: blob})
     with pytest.raises(ValueError, match="sha256") as e:
-        D.load_mnist(folder)
+        MN.load_mnist(folder)
     msg = str(e.value)
     assert str(folder / name) in msg
-    assert D.MNIST_FILES["t10k-labels-idx1-ubyte"][3] in msg  # expected
+    assert DL.MNIST_FILES["t10k-labels-idx1-ubyte"][3] in msg  # expected
     assert hashlib.sha256(blob).hexdigest() in msg  # actual
     # verify=False skips only the checksum
-    np.testing.assert_array_equal(D.load_mnist(folder, verify=False)[3], D.load_mnist(mnist_dir)[3])
+    np.testing.assert_array_equal(MN.load_mnist(folder, verify=False)[3], MN.load_mnist(mnist_dir)[3])
 
 
 def test_checksum_mismatch_uncompressed(mnist_dir, raw_idx, tmp_path):
@@ -298,10 +299,10 @@ def test_checksum_mismatch_uncompressed(mnist_dir, raw_idx, tmp_path):
     name = "t10k-images-idx3-ubyte"
     folder = make_folder(tmp_path, mnist_dir, {name: bytes(blob)})
     with pytest.raises(ValueError, match="sha256") as e:
-        D.load_mnist(folder)
+        MN.load_mnist(folder)
     assert str(folder / name) in str(e.value)
     assert hashlib.sha256(bytes(blob)).hexdigest() in str(e.value)
-    te = D.load_mnist(folder, verify=False)[2]
+    te = MN.load_mnist(folder, verify=False)[2]
     assert te[5].reshape(-1)[300] == blob[16 + 5 * 784 + 300]
 
 
@@ -316,24 +317,24 @@ def _listing(folder: Path) -> set:
 def test_download_then_load(mnist, mnist_dir, serve, tmp_path):
     url, server = serve(mnist_dir)
     dest = tmp_path / "new" / "sub"  # created on demand
-    assert D.download_mnist(dest, mirrors=[url]) == dest
+    assert DL.download_mnist(dest, mirrors=[url]) == dest
     assert _listing(dest) == set(GZ)  # nothing else: no temporary files left
     assert sorted(server.requests) == sorted("/" + n for n in GZ)
     for n in GZ:
         assert sha256(dest / n) == sha256(mnist_dir / n)
-    for a, b in zip(D.load_mnist(dest), mnist):
+    for a, b in zip(MN.load_mnist(dest), mnist):
         np.testing.assert_array_equal(a, b)
     # everything present and verified: a second call downloads nothing
-    D.download_mnist(dest, mirrors=url)
+    DL.download_mnist(dest, mirrors=url)
     assert len(server.requests) == 4
 
 
 def test_download_replaces_only_a_bad_file(mnist_dir, serve, tmp_path):
     url, server = serve(mnist_dir)
     dest = make_folder(tmp_path / "d", mnist_dir, {"train-labels-idx1-ubyte.gz": b"junk"})
-    D.download_mnist(dest, [url])
+    DL.download_mnist(dest, [url])
     assert server.requests == ["/train-labels-idx1-ubyte.gz"]
-    want = D.MNIST_FILES["train-labels-idx1-ubyte"][3]
+    want = DL.MNIST_FILES["train-labels-idx1-ubyte"][3]
     assert sha256(dest / "train-labels-idx1-ubyte.gz") == want
     assert _listing(dest) == set(GZ)
 
@@ -343,7 +344,7 @@ def test_load_with_download_fetches_only_missing(mnist, mnist_dir, raw_idx, serv
     dest = tmp_path / "d"
     dest.mkdir()
     (dest / "train-images-idx3-ubyte").write_bytes(raw_idx["train-images-idx3-ubyte"])
-    got = D.load_mnist(dest, download=True, mirrors=[url])
+    got = MN.load_mnist(dest, download=True, mirrors=[url])
     assert sorted(server.requests) == sorted("/" + n for n in GZ[1:])
     for a, b in zip(got, mnist):
         np.testing.assert_array_equal(a, b)
@@ -353,7 +354,7 @@ def test_mirror_from_environment(mnist_dir, serve, tmp_path, monkeypatch):
     url, server = serve(mnist_dir)
     monkeypatch.setenv("LENET_FAST_MNIST_MIRROR", url.rstrip("/"))  # slash added
     monkeypatch.setenv("LENET_FAST_DATA", str(tmp_path / "env"))
-    assert D.download_mnist() == tmp_path / "env"
+    assert DL.download_mnist() == tmp_path / "env"
     assert len(server.requests) == 4 and _listing(tmp_path / "env") == set(GZ)
 
 
@@ -375,7 +376,7 @@ def test_corrupt_mirror(bad_mirror, serve, tmp_path):
     url, _ = serve(bad_mirror)
     dest = tmp_path / "d"
     with pytest.raises(ValueError) as e:
-        D.download_mnist(dest, [url])
+        DL.download_mnist(dest, [url])
     msg = str(e.value)
     assert "train-labels-idx1-ubyte.gz" in msg and url in msg and "sha256" in msg
     assert "mirror" in msg  # says what to do
@@ -388,7 +389,7 @@ def test_truncated_file_on_mirror(bad_mirror, mnist_dir, serve, tmp_path):
     dest = make_folder(tmp_path / "d", mnist_dir)
     (dest / "t10k-labels-idx1-ubyte.gz").unlink()
     with pytest.raises(ValueError) as e:
-        D.download_mnist(dest, [url])
+        DL.download_mnist(dest, [url])
     assert "t10k-labels-idx1-ubyte.gz" in str(e.value) and url in str(e.value)
     assert _listing(dest) == set(GZ[:3])
 
@@ -400,12 +401,12 @@ def test_fallback_to_the_next_mirror(bad_mirror, mnist, mnist_dir, serve, tmp_pa
     url_bad, s_bad = serve(bad_mirror)
     url_good, s_good = serve(mnist_dir)
     dest = tmp_path / "d"
-    D.download_mnist(dest, [url404, url_bad, url_good])
+    DL.download_mnist(dest, [url404, url_bad, url_good])
     assert len(s404.requests) == 4  # every file was asked for there first, and 404'd
     assert len(s_bad.requests) == 4
     assert sorted(s_good.requests) == ["/t10k-labels-idx1-ubyte.gz", "/train-labels-idx1-ubyte.gz"]
     assert _listing(dest) == set(GZ)
-    for a, b in zip(D.load_mnist(dest), mnist):
+    for a, b in zip(MN.load_mnist(dest), mnist):
         np.testing.assert_array_equal(a, b)
 
 
@@ -415,7 +416,7 @@ def test_only_404s(serve, tmp_path):
     url, _ = serve(empty)
     dest = tmp_path / "d"
     with pytest.raises(OSError, match="404") as e:
-        D.download_mnist(dest, [url])
+        DL.download_mnist(dest, [url])
     assert "train-images-idx3-ubyte.gz" in str(e.value) and url in str(e.value)
     assert _listing(dest) == set()
 
@@ -424,7 +425,7 @@ def test_server_dies_mid_transfer(mnist_dir, serve, tmp_path):
     url, server = serve(mnist_dir, _DyingHandler)
     dest = tmp_path / "d"
     with pytest.raises(OSError, match="transfer ended") as e:
-        D.download_mnist(dest, [url])
+        DL.download_mnist(dest, [url])
     assert "train-images-idx3-ubyte.gz" in str(e.value)
     assert server.requests == ["/train-images-idx3-ubyte.gz"]
     assert _listing(dest) == set()  # no half file, no temporary file
@@ -433,20 +434,20 @@ def test_server_dies_mid_transfer(mnist_dir, serve, tmp_path):
 def test_server_hangs(serve, tmp_path):
     url, _ = serve(tmp_path, _HangingHandler)
     dest = tmp_path / "d"
-    t0 = time.perf_counter()
+    # the server answers nothing for 10 s and then closes: a client that ignored its
+    # timeout would fail with another message (or not at all)
     with pytest.raises(OSError, match="(?i)timed out"):
-        D.download_mnist(dest, [url], timeout=0.3)
-    assert time.perf_counter() - t0 < 5
+        DL.download_mnist(dest, [url], timeout=0.3)
     assert _listing(dest) == set()
 
 
 def test_download_bad_arguments(tmp_path):
     with pytest.raises(ValueError, match="timeout"):
-        D.download_mnist(tmp_path, ["http://127.0.0.1:9/"], timeout=0)
+        DL.download_mnist(tmp_path, ["http://127.0.0.1:9/"], timeout=0)
     with pytest.raises(ValueError, match="mirrors"):
-        D.download_mnist(tmp_path, [])
+        DL.download_mnist(tmp_path, [])
     with pytest.raises(TypeError, match="mirrors"):
-        D.download_mnist(tmp_path, [None])
+        DL.download_mnist(tmp_path, [None])
 
 
 # --------------------------------------------------------------------------------------
@@ -456,29 +457,29 @@ def test_download_bad_arguments(tmp_path):
 def test_preprocess_values():
     img = np.arange(256 * 4, dtype=np.int64).reshape(1, 32, 32)[:, 2:30, 2:30] % 256
     img = img.astype(np.uint8)
-    x = D.preprocess(img)
+    x = MN.preprocess(img)
     assert x.shape == (1, 1, 32, 32) and x.dtype == np.float32 and x.flags.c_contiguous
     want = (-0.1 + 1.275 * img.astype(np.float64) / 255).astype(np.float32)
     np.testing.assert_array_equal(x[:, 0, 2:30, 2:30], want)
     border = np.ones((32, 32), bool)
     border[2:30, 2:30] = False
     assert (x[0, 0][border] == np.float32(-0.1)).all()
-    full = D.preprocess(np.array([[0, 255]], np.uint8).repeat(14, 1).repeat(28, 0))
+    full = MN.preprocess(np.array([[0, 255]], np.uint8).repeat(14, 1).repeat(28, 0))
     assert full[0, 0, 2, 2] == np.float32(-0.1) and full[0, 0, 2, 29] == np.float32(1.175)
 
 
 def test_preprocess_batch_single_and_views():
     rng = np.random.default_rng(0)
     imgs = rng.integers(0, 256, (5, 28, 28), dtype=np.uint8)
-    x = D.preprocess(imgs)
+    x = MN.preprocess(imgs)
     assert x.shape == (5, 1, 32, 32)
-    np.testing.assert_array_equal(D.preprocess(imgs[3]), x[3:4])  # one image: a batch of one
-    np.testing.assert_array_equal(D.preprocess(imgs[:, ::-1]), x[:, :, ::-1])
-    assert D.preprocess(imgs[:0]).shape == (0, 1, 32, 32)
+    np.testing.assert_array_equal(MN.preprocess(imgs[3]), x[3:4])  # one image: a batch of one
+    np.testing.assert_array_equal(MN.preprocess(imgs[:, ::-1]), x[:, :, ::-1])
+    assert MN.preprocess(imgs[:0]).shape == (0, 1, 32, 32)
 
 
 def test_preprocess_training_set_statistics(mnist):
-    x = D.preprocess(mnist[0])
+    x = MN.preprocess(mnist[0])
     assert x.shape == (60000, 1, 32, 32) and x.dtype == np.float32
     flat = x.reshape(-1)
     mean = float(flat.mean(dtype=np.float64))
@@ -503,7 +504,7 @@ def test_preprocess_training_set_statistics(mnist):
 )
 def test_preprocess_bad_input(bad, exc):
     with pytest.raises(exc, match=r"images: expected uint8 \(N,28,28\)"):
-        D.preprocess(bad)
+        MN.preprocess(bad)
 
 
 # --------------------------------------------------------------------------------------
@@ -519,16 +520,16 @@ def some(mnist):
 
 def test_affine_warp_identity_and_integer_shifts(some):
     eye = np.array([[1.0, 0, 0], [0, 1, 0]])
-    np.testing.assert_array_equal(D.affine_warp(some, eye), some)
-    right = D.affine_warp(some, [[1.0, 0, -1], [0, 1, 0]])  # content moves one pixel right
+    np.testing.assert_array_equal(DI.affine_warp(some, eye), some)
+    right = DI.affine_warp(some, [[1.0, 0, -1], [0, 1, 0]])  # content moves one pixel right
     want = np.roll(some, 1, axis=2)
     want[:, :, 0] = 0
     np.testing.assert_array_equal(right, want)
-    up = D.affine_warp(some, [[1.0, 0, 0], [0, 1, 2]])  # two pixels up
+    up = DI.affine_warp(some, [[1.0, 0, 0], [0, 1, 2]])  # two pixels up
     want = np.roll(some, -2, axis=1)
     want[:, -2:, :] = 0
     np.testing.assert_array_equal(up, want)
-    assert not D.affine_warp(some, [[1.0, 0, 40], [0, 1, 0]]).any()  # all outside: background
+    assert not DI.affine_warp(some, [[1.0, 0, 40], [0, 1, 0]]).any()  # all outside: background
 
 
 def test_affine_warp_per_image_matrices_and_bilinear(some):
@@ -538,57 +539,57 @@ def test_affine_warp_per_image_matrices_and_bilinear(some):
         [[1.0, 0, -1], [0, 1, 0]],
         [[1.0, 0, -0.5], [0, 1, 0]],  # half a pixel right: the mean of two neighbours
     ])
-    out = D.affine_warp(imgs, mats)
+    out = DI.affine_warp(imgs, mats)
     np.testing.assert_array_equal(out[0], imgs[0])
     np.testing.assert_array_equal(out[1, :, 1:], imgs[1, :, :-1])
     left = np.zeros_like(imgs[2], dtype=np.float64)
     left[:, 1:] = imgs[2, :, :-1]
     np.testing.assert_array_equal(out[2], np.rint((left + imgs[2]) / 2).astype(np.uint8))
     # transpose (x <-> y) is exact too
-    transposed = D.affine_warp(imgs, [[0.0, 1, 0], [1, 0, 0]])
+    transposed = DI.affine_warp(imgs, [[0.0, 1, 0], [1, 0, 0]])
     np.testing.assert_array_equal(transposed, imgs.transpose(0, 2, 1))
 
 
 def test_affine_warp_bad_arguments(some):
     with pytest.raises(ValueError, match="matrices"):
-        D.affine_warp(some, np.zeros((3, 2, 3)))
+        DI.affine_warp(some, np.zeros((3, 2, 3)))
     with pytest.raises(ValueError, match="matrices"):
-        D.affine_warp(some[:1], [[np.nan, 0, 0], [0, 1, 0]])
+        DI.affine_warp(some[:1], [[np.nan, 0, 0], [0, 1, 0]])
     with pytest.raises(ValueError, match="images"):
-        D.affine_warp(some[0], np.eye(3)[:2])
+        DI.affine_warp(some[0], np.eye(3)[:2])
     with pytest.raises(ValueError, match="out"):
-        D.affine_warp(some, np.eye(3)[:2], out=np.zeros((1, 28, 28), np.uint8))
+        DI.affine_warp(some, np.eye(3)[:2], out=np.zeros((1, 28, 28), np.uint8))
 
 
 def test_distort_shape_dtype_determinism(some):
-    a = D.distort(some, np.random.default_rng(7))
+    a = DI.distort(some, np.random.default_rng(7))
     assert a.shape == some.shape and a.dtype == np.uint8
-    b = D.distort(some, np.random.default_rng(7))
+    b = DI.distort(some, np.random.default_rng(7))
     np.testing.assert_array_equal(a, b)
-    c = D.distort(some, np.random.default_rng(8))
+    c = DI.distort(some, np.random.default_rng(8))
     assert not np.array_equal(a, c)
     assert (a != some).any(axis=(1, 2)).mean() > 0.95  # nearly every image changed
-    one = D.distort(some[0], np.random.default_rng(7))
+    one = DI.distort(some[0], np.random.default_rng(7))
     assert one.shape == (28, 28) and one.dtype == np.uint8
     np.testing.assert_array_equal(one, a[0])  # image i's draws do not depend on N
-    np.testing.assert_array_equal(D.distort(some[:10], np.random.default_rng(7)), a[:10])
+    np.testing.assert_array_equal(DI.distort(some[:10], np.random.default_rng(7)), a[:10])
 
 
 def test_distort_is_random_affine_then_affine_warp(some):
-    mats = D.random_affine(len(some), np.random.default_rng(3))
-    got = D.distort(some, np.random.default_rng(3))
-    np.testing.assert_array_equal(got, D.affine_warp(some, mats))
+    mats = DI.random_affine(len(some), np.random.default_rng(3))
+    got = DI.distort(some, np.random.default_rng(3))
+    np.testing.assert_array_equal(got, DI.affine_warp(some, mats))
 
 
 def test_distort_identity_ranges_return_the_input(some):
-    np.testing.assert_array_equal(D.distort(some, np.random.default_rng(0), **IDENTITY), some)
-    mats = D.random_affine(4, np.random.default_rng(0), **IDENTITY)
+    np.testing.assert_array_equal(DI.distort(some, np.random.default_rng(0), **IDENTITY), some)
+    mats = DI.random_affine(4, np.random.default_rng(0), **IDENTITY)
     np.testing.assert_array_equal(mats, np.broadcast_to([[1.0, 0, 0], [0, 1, 0]], (4, 2, 3)))
 
 
 def test_distort_pure_translation_about_the_centre():
     rng = np.random.default_rng(1)
-    mats = D.random_affine(1000, rng, max_shift=2.0, scale=(1, 1), squeeze=(1, 1), max_shear=0)
+    mats = DI.random_affine(1000, rng, max_shift=2.0, scale=(1, 1), squeeze=(1, 1), max_shear=0)
     np.testing.assert_array_equal(mats[:, :, :2], np.broadcast_to(np.eye(2), (1000, 2, 2)))
     t = -mats[:, :, 2]  # the forward translation
     assert np.abs(t).max() <= 2.0 and np.abs(t).max() > 1.9
@@ -598,7 +599,7 @@ def test_distort_pure_translation_about_the_centre():
 def test_random_affine_ranges():
     rng = np.random.default_rng(2)
     n = 20000
-    m = D.random_affine(n, rng, max_shift=1.5, scale=(0.8, 1.2), squeeze=(0.9, 1.1), max_shear=0.2)
+    m = DI.random_affine(n, rng, max_shift=1.5, scale=(0.8, 1.2), squeeze=(0.9, 1.1), max_shear=0.2)
     assert m.shape == (n, 2, 3) and m.dtype == np.float64
     fwd = np.linalg.inv(m[:, :, :2])  # M = s [[q, q h], [0, 1/q]]
     assert np.allclose(fwd[:, 1, 0], 0)
@@ -631,46 +632,39 @@ def test_random_affine_ranges():
 def test_distort_bad_ranges(some, kw, exc):
     name = next(iter(kw))
     with pytest.raises(exc, match=name):
-        D.distort(some[:2], np.random.default_rng(0), **kw)
+        DI.distort(some[:2], np.random.default_rng(0), **kw)
 
 
 def test_distort_bad_inputs(some):
     with pytest.raises(TypeError, match="rng"):
-        D.distort(some, 0)
+        DI.distort(some, 0)
     with pytest.raises(TypeError, match="rng"):
-        D.distort(some, np.random.RandomState(0))
+        DI.distort(some, np.random.RandomState(0))
     with pytest.raises(TypeError, match="images"):
-        D.distort(some.astype(np.float32), np.random.default_rng(0))
+        DI.distort(some.astype(np.float32), np.random.default_rng(0))
     with pytest.raises(ValueError, match="images"):
-        D.distort(np.zeros((2, 32, 32), np.uint8), np.random.default_rng(0))
+        DI.distort(np.zeros((2, 32, 32), np.uint8), np.random.default_rng(0))
 
 
 def test_distort_out_and_in_place(some):
-    want = D.distort(some, np.random.default_rng(5))
+    want = DI.distort(some, np.random.default_rng(5))
     buf = np.empty_like(some)
-    assert D.distort(some, np.random.default_rng(5), out=buf) is buf
+    assert DI.distort(some, np.random.default_rng(5), out=buf) is buf
     np.testing.assert_array_equal(buf, want)
     work = some.copy()
-    D.distort(work, np.random.default_rng(5), out=work)
+    DI.distort(work, np.random.default_rng(5), out=work)
     np.testing.assert_array_equal(work, want)
     one = some[0].copy()
-    D.distort(one, np.random.default_rng(5), out=one)
+    DI.distort(one, np.random.default_rng(5), out=one)
     np.testing.assert_array_equal(one, want[0])
 
 
 @pytest.fixture(scope="module")
 def distorted_train(mnist):
-    """All 60,000 training digits distorted with the default ranges, and the time it took."""
+    """All 60,000 training digits distorted with the default ranges, and the transforms."""
     rng = np.random.default_rng(2024)
-    t0 = time.perf_counter()
-    mats = D.random_affine(60000, rng)
-    out = D.affine_warp(mnist[0], mats)
-    return out, mats, time.perf_counter() - t0
-
-
-def test_distort_speed(distorted_train):
-    # about 1 s here; a Python loop over the images would take far longer
-    assert distorted_train[2] < 8.0, f"distorting 60,000 images took {distorted_train[2]:.1f} s"
+    mats = DI.random_affine(60000, rng)
+    return DI.affine_warp(mnist[0], mats), mats
 
 
 def test_distort_keeps_ink(mnist, distorted_train):
@@ -696,7 +690,7 @@ def _centre_of_mass(imgs: np.ndarray) -> np.ndarray:
 
 
 def test_distort_moves_the_centre_of_mass_as_the_transform_says(mnist, distorted_train):
-    imgs, mats, _ = distorted_train
+    imgs, mats = distorted_train
     before = _centre_of_mass(mnist[0])
     after = _centre_of_mass(imgs)
     # every digit's centre of mass stays within the maximum shift (2 px) plus a little

@@ -9,7 +9,7 @@ from test_concurrency import synthetic_digits
 
 import lenet_fast
 from lenet_fast.model import LeNet5
-from lenet_fast.train import _sdlm_pass
+from lenet_fast.train import sdlm_pass, sdlm_steps
 
 
 @pytest.fixture
@@ -48,7 +48,6 @@ def test_python_sdlm_loop_is_thread_count_independent(isa, restore_threads):
         lenet_fast.set_num_threads(threads)
         m = LeNet5(seed=3)
         h = m.hessian_diagonal(xp[:100], y[:100])
-        steps = {k: (1e-4 / (0.02 + v)).astype(np.float32) for k, v in h.items()}
-        _sdlm_pass(m, xp, y, np.arange(120), steps, 0, None, fused=False)
+        sdlm_pass(m, xp, y, np.arange(120), sdlm_steps(h, 1e-4, 0.02), fused=False)
         out.append({k: v.tobytes() for k, v in m.params.items()})
     assert out[0] == out[1]

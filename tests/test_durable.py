@@ -22,7 +22,7 @@ import zipfile
 import numpy as np
 import pytest
 
-import lenet_fast.model as mod
+import lenet_fast.checkpoint as mod
 from lenet_fast.model import LeNet5
 
 CHILD = r"""
@@ -163,6 +163,7 @@ def _check_rejected_or_same(path, model, what):
     return "same"
 
 
+@pytest.mark.slow
 def test_bit_flips_everywhere_are_rejected(saved):
     d, model, raw, regions = saved
     rng = np.random.default_rng(1)

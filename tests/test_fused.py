@@ -1,5 +1,5 @@
-"""The fused C++ SDLM pass (lenet_fast.fused, _core.sdlm_pass) against the Python loop of
-train._sdlm_pass: the fast backend's loop (the same kernels in the same order: the same
+"""The fused C++ SDLM pass (lenet_fast.network.sdlm_pass, _core.sdlm_pass) against the Python
+loop of train.sdlm_pass: the fast backend's loop (the same kernels in the same order: the same
 bits), and the float64 NumPy reference backend (within float32 rounding); every loss,
 subsampling and RBF option, on every ISA. Then bad arguments, the GIL, threads."""
 
@@ -15,9 +15,9 @@ from conftest import ticks_during
 
 import lenet_fast
 from lenet_fast import LeNet5, _core, tables
-from lenet_fast.fused import sdlm_pass
-from lenet_fast.model import PARAM_SHAPES, RBF_PARAM
-from lenet_fast.train import _sdlm_pass
+from lenet_fast.train import sdlm_pass
+from lenet_fast.train import sdlm_steps as train_sdlm_steps
+from lenet_fast.layout import PARAM_SHAPES, RBF_PARAM
 
 N_PATTERNS = 500  # the long pass against the fast backend's loop
 N_REFERENCE = 200  # the long pass against the reference backend (~15 ms a pattern there)
@@ -71,13 +71,13 @@ def make(config: dict, backend: str = "fast") -> LeNet5:
 
 def sdlm_steps(model: LeNet5, x, labels, eta: float = 5e-4) -> dict[str, np.ndarray]:
     """eps_k as train() makes them, from the Hessian on the first 100 patterns."""
-    h = model.hessian_diagonal(x[:100], labels[:100])
-    return {k: (eta / (0.02 + v)).astype(np.float32) for k, v in h.items()}
+    return train_sdlm_steps(model.hessian_diagonal(x[:100], labels[:100]), eta, 0.02)
 
 
 def python_loop(model: LeNet5, x, labels, order, steps) -> tuple[float, int]:
-    """train._sdlm_pass's per-pattern Python loop: (mean loss, errors)."""
-    return _sdlm_pass(model, x, labels, order, steps, 0, None, fused=False)
+    """train.sdlm_pass's per-pattern Python loop: (mean loss, errors)."""
+    loss_sum, errors = sdlm_pass(model, x, labels, order, steps, fused=False)
+    return loss_sum / max(1, len(order)), errors
 
 
 def assert_params_close(got: LeNet5, want: LeNet5, start: LeNet5, rtol: float, delta_rtol: float, what: str):
@@ -168,7 +168,7 @@ def test_a_pass_matches_the_reference_backend(isa, patterns, reference_runs, con
 
 
 def test_sdlm_pass_in_train_fires_progress_like_the_python_loop(patterns):
-    """train._sdlm_pass runs the fused pass in chunks that end where the Python loop calls
+    """train.sdlm_pass runs the fused pass in chunks that end where the Python loop calls
     progress: the same calls, the same statistics, the same weights."""
     x, labels, order = patterns
     order = order[:250]  # every = 2: 125 progress calls
@@ -177,21 +177,21 @@ def test_sdlm_pass_in_train_fires_progress_like_the_python_loop(patterns):
     results, calls = {}, {True: [], False: []}
     for fused in (True, False):
         m = start.copy()
-        results[fused] = _sdlm_pass(m, x, labels, order, steps, 4,
-                                    lambda *a, f=fused: calls[f].append(a), fused=fused), m
+        results[fused] = sdlm_pass(m, x, labels, order, steps, fused=fused,
+                                         progress=lambda *a, f=fused: calls[f].append(a)), m
     (loss_f, err_f), mf = results[True]
     (loss_p, err_p), mp = results[False]
     assert err_f == err_p and loss_f == pytest.approx(loss_p, rel=1e-12)
     assert len(calls[True]) == len(calls[False]) == 125
     for a, b in zip(calls[True], calls[False]):
-        assert a[:3] == b[:3]
-        assert a[3]["train_error"] == b[3]["train_error"]
-        assert a[3]["loss"] == pytest.approx(b[3]["loss"], rel=1e-12)
+        assert a[:2] == b[:2]
+        assert a[2]["train_error"] == b[2]["train_error"]
+        assert a[2]["loss"] == pytest.approx(b[2]["loss"], rel=1e-12)
     for k in mp.params:
         np.testing.assert_array_equal(mf.params[k], mp.params[k], err_msg=k)
-    # the fast backend uses the fused pass by default, the reference backend the loop
+    # the fused pass is the default
     m = start.copy()
-    assert _sdlm_pass(m, x, labels, order, steps, 0, None) == pytest.approx((loss_f, err_f), rel=1e-12)
+    assert sdlm_pass(m, x, labels, order, steps) == pytest.approx((loss_f, err_f), rel=1e-12)
 
 
 def test_empty_order_and_repeated_patterns(patterns):
@@ -373,3 +373,33 @@ def test_python_wrapper_checks_the_model_and_steps(patterns):
         sdlm_pass(m, x, labels, order, {**steps, RBF_PARAM: np.zeros((10, 84), np.float32)})
     with pytest.raises(ValueError, match=r"^order: expected values in \[0, 500\)"):
         sdlm_pass(m, x, labels, np.array([500]), steps)
+
+
+@pytest.mark.parametrize("config", [CONFIGS[1], CONFIGS[2]], ids=cid)
+def test_network_functions_take_arrays_and_give_the_models_bits(patterns, config):
+    """lenet_fast.network on plain dicts of arrays: the bits of the model's methods."""
+    from lenet_fast import network
+
+    x, labels, order = patterns
+    m = make(config)
+    fixed = None if RBF_PARAM in m.params else m.codes
+    params = {k: v.copy() for k, v in m.params.items()}
+    np.testing.assert_array_equal(network.forward(params, x[:5], options=m.options, centres=fixed),
+                                  m.forward(x[:5]))
+    loss, g, y = network.gradients(params, x[:5], labels[:5], options=m.options, centres=fixed)
+    want_loss, want_g, want_y = m.gradients(x[:5], labels[:5])
+    assert loss == want_loss and set(g) == set(want_g) == set(m.params)
+    for k in g:
+        np.testing.assert_array_equal(g[k], want_g[k], err_msg=k)
+    np.testing.assert_array_equal(y, want_y)
+    steps = sdlm_steps(m, x, labels)
+    got = network.sdlm_pass(params, steps, x, labels, order[:20], options=m.options, centres=fixed)
+    assert got == sdlm_pass(m, x, labels, order[:20], steps)
+    for k in params:
+        np.testing.assert_array_equal(params[k], m.params[k], err_msg=k)
+    if fixed is None:
+        with pytest.raises(ValueError, match="centres: params holds trainable centres"):
+            network.forward(params, x[:1], options=m.options, centres=m.codes)
+    else:
+        with pytest.raises(ValueError, match="centres: expected the fixed"):
+            network.forward(params, x[:1], options=m.options)

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from conftest import in_threads, moved_model
 from lenet_fast import _core, tables
-from lenet_fast.model import PARAM_SHAPES, LeNet5
+from lenet_fast.layout import PARAM_SHAPES
+from lenet_fast.model import LeNet5
 
 CONFIGS = [
     {"subsample": "mean"},
@@ -36,7 +37,7 @@ model = moved_model
 
 
 def call(m: LeNet5, x: np.ndarray) -> np.ndarray:
-    return _core.network_forward({k: m.params[k] for k in PARAM_SHAPES}, m._centres(), x,
+    return _core.network_forward({k: m.params[k] for k in PARAM_SHAPES}, m.centres, x,
                                  tables.C3_TABLE, m.options["subsample"])
 
 
@@ -107,7 +108,7 @@ def test_nan_propagates():
 def test_argument_errors():
     m, x = model({"subsample": "mean"}), inputs(2)
     p = {k: m.params[k] for k in PARAM_SHAPES}
-    c, t = m._centres(), tables.C3_TABLE
+    c, t = m.centres, tables.C3_TABLE
     with pytest.raises(ValueError, match="x: expected \\(N,1,32,32\\)"):
         _core.network_forward(p, c, np.zeros((2, 1, 28, 28), np.float32), t, "mean")
     with pytest.raises(TypeError, match="x: expected"):

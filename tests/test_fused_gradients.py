@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from conftest import in_threads, moved_model, ticks_during
 from lenet_fast import _core, tables
-from lenet_fast.model import PARAM_SHAPES, RBF_PARAM, LeNet5
+from lenet_fast.layout import PARAM_SHAPES, RBF_PARAM
+from lenet_fast.model import LeNet5
 
 CONFIGS = [
     {"subsample": "mean"},
@@ -35,7 +36,7 @@ model = moved_model
 
 def call(m: LeNet5, x: np.ndarray, labels, **change):
     args = {
-        "params": {k: m.params[k] for k in PARAM_SHAPES}, "centres": m._centres(), "x": x,
+        "params": {k: m.params[k] for k in PARAM_SHAPES}, "centres": m.centres, "x": x,
         "labels": labels, "table": tables.C3_TABLE, "loss": m.options["loss"],
         "loss_scale": m.options["loss_scale"], "map_j": m.options["map_j"],
         "subsample": m.options["subsample"], "train_centres": RBF_PARAM in m.params,
@@ -163,7 +164,7 @@ def test_argument_errors():
     with pytest.raises(ValueError, match="map_j: expected a finite number > 0"):
         call(m, x, lab, map_j=0.0)
     with pytest.raises(ValueError, match="centres: expected \\(10,84\\)"):
-        call(m, x, lab, centres=m._centres()[:9])
+        call(m, x, lab, centres=m.centres[:9])
     p = {k: m.params[k] for k in PARAM_SHAPES if k != "f6.b"}
     with pytest.raises(ValueError, match="missing 'f6.b'"):
         call(m, x, lab, params=p)

@@ -181,6 +181,7 @@ def test_cli_train_and_eval(tmp_path, capsys, mnist_dir):
     assert "mu 8" in out and "--mu 0.4 learns from the first pass" in err
 
 
+@pytest.mark.slow
 def test_five_sdlm_passes_on_real_mnist(mnist_dir):
     """The default recipe's first 5 passes over all 60,000 MNIST digits (no distortions)
     reach below 2.5% test error: over seeds 0-9 it measured 1.26-1.73% after pass 5 (and

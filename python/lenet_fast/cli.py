@@ -17,9 +17,10 @@ from typing import Any
 
 import numpy as np
 
-from . import info, tables
-from .data import load_mnist
+from . import tables
+from .mnist import load_mnist
 from .model import LeNet5
+from .runtime import info
 from .train import evaluate, format_record, train
 
 
@@ -154,7 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return args.func(args)
+        return int(args.func(args))
     except (FileNotFoundError, ValueError, ImportError) as e:
         print(f"lenet-fast: error: {e}", file=sys.stderr)
         return 2
