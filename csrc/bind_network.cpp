@@ -17,7 +17,7 @@ namespace {
 using Shape = std::vector<int64_t>;
 using std::to_string;
 
-// model.PARAM_SHAPES order, then the centres: the LeNetParam enum's order.
+// layout.PARAM_SHAPES order, then the centres: the LeNetParam enum's order.
 const char* const kNames[kNumLeNetParams] = {"c1.w", "c1.b",    "s2.coef", "s2.bias", "c3.w",
                                              "c3.b", "s4.coef", "s4.bias", "c5.w",    "c5.b",
                                              "f6.w", "f6.b",    "rbf.c"};
@@ -54,7 +54,7 @@ void require_writeable(const F32& a, const std::string& name) {
                                    "got a read-only one");
 }
 
-// The arrays of a dict: exactly the 12 trainable names of model.PARAM_SHAPES.
+// The arrays of a dict: exactly the 12 trainable names of layout.PARAM_SHAPES.
 std::vector<F32> check_dict(py::handle obj, const char* name, int64_t T) {
     if (!py::isinstance<py::dict>(obj))
         throw py::type_error(std::string(name) +

@@ -15,7 +15,7 @@
 
 namespace lenet_fast {
 
-// The trainable arrays, in model.PARAM_SHAPES order, then the RBF centres.
+// The trainable arrays, in layout.PARAM_SHAPES order, then the RBF centres.
 enum LeNetParam : int {
     kC1W,
     kC1B,

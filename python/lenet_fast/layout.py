@@ -1,7 +1,7 @@
 """The parameters of LeNet-5: their names, shapes and order, and the network's size.
 
 This is the one place the layout is written. The model, the checkpoint format, the fused
-C++ network's Python face and the benchmarks read it from here; ``tests/test_layout.py``
+C++ network's Python face and the benchmarks read it from here; ``tests/network/test_layout.py``
 checks it against what the compiled module accepts.
 
 Names are ``layer.part``: ``w`` (weights), ``b`` (biases of a convolution or full

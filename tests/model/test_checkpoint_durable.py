@@ -1,4 +1,4 @@
-"""Durable checkpoint files (extends tests/test_model.py's few cases).
+"""Durable checkpoint files (beyond tests/model/test_checkpoint.py's cases).
 
 * A save killed with SIGKILL at random moments (a child process saving in a loop) always
   leaves a file that loads, and loads as one of the models that were saved, whole.

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-PACKAGE = Path(__file__).resolve().parents[1] / "python" / "lenet_fast"
+PACKAGE = Path(__file__).resolve().parents[2] / "python" / "lenet_fast"
 
 # top to bottom; a module may import from its own row and the rows below
 ROWS = [

@@ -5,10 +5,9 @@ backend, across thread counts, and its argument checks."""
 
 from __future__ import annotations
 
-import lenet_fast
 import numpy as np
 import pytest
-from conftest import in_threads, moved_model
+from conftest import moved_model
 from lenet_fast import _core, tables
 from lenet_fast.layout import PARAM_SHAPES
 from lenet_fast.model import LeNet5
@@ -72,29 +71,6 @@ def test_uint8_digits_and_predict(isa):
     x = m.prepare(digits)
     np.testing.assert_array_equal(m.forward(digits), m._forward(x)[0])
     np.testing.assert_array_equal(m.predict(digits), m._forward(x)[0].argmin(axis=1))
-
-
-def test_results_do_not_depend_on_the_thread_count(isa):
-    m, x = model({"subsample": "mean"}), inputs(37, seed=2)
-    before = lenet_fast.get_num_threads()
-    try:
-        out = []
-        for t in (1, 2, 3):
-            lenet_fast.set_num_threads(t)
-            out.append(m.forward(x))
-    finally:
-        lenet_fast.set_num_threads(before)
-    np.testing.assert_array_equal(out[0], out[1])
-    np.testing.assert_array_equal(out[0], out[2])
-
-
-def test_calls_from_several_threads_at_once_match(isa):
-    m = model({"subsample": "sum"})
-    xs = [inputs(9, seed=s) for s in range(4)]
-    want = [m.forward(x) for x in xs]
-    got = in_threads(4, lambda i: [m.forward(xs[i]) for _ in range(5)][-1])
-    for g, w in zip(got, want):
-        np.testing.assert_array_equal(g, w)
 
 
 def test_nan_propagates():

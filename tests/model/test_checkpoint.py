@@ -1,7 +1,7 @@
 """lenet_fast.checkpoint: format version 2, and a version 1 file, written by lenet_fast
 before mu became a per-pass schedule, read through the migration.
 
-tests/data/v1_sdlm_checkpoint.npz is that code's checkpoint after one SDLM pass (loss
+tests/fixtures/v1_sdlm_checkpoint.npz is that code's checkpoint after one SDLM pass (loss
 scale 0.05, mu 0.02 in the config) on the synthetic digits of :func:`digits`;
 v1_sdlm_checkpoint.json holds what the same code computed: the penalties of the first four
 digits, and the parameters' sha256 and losses of an uninterrupted two-pass run.
@@ -17,7 +17,7 @@ import pytest
 from lenet_fast import LeNet5, train
 from lenet_fast.checkpoint import FORMAT_VERSION, digest, migrate_v1, read_checkpoint
 
-DATA = Path(__file__).parent / "data"
+DATA = Path(__file__).resolve().parents[1] / "fixtures"
 V1 = DATA / "v1_sdlm_checkpoint.npz"
 EXPECTED = json.loads((DATA / "v1_sdlm_checkpoint.json").read_text(encoding="utf-8"))
 

@@ -7,11 +7,9 @@ from __future__ import annotations
 
 import itertools
 import os
-import threading
 
 import numpy as np
 import pytest
-from conftest import ticks_during
 
 import lenet_fast
 from lenet_fast import LeNet5, _core, tables
@@ -211,60 +209,7 @@ def test_empty_order_and_repeated_patterns(patterns):
         np.testing.assert_array_equal(a.params[k], b.params[k])
 
 
-def test_results_do_not_depend_on_the_thread_count(patterns):
-    x, labels, order = patterns
-    start = make(CONFIGS[5])
-    steps = sdlm_steps(start, x, labels)
-    out = []
-    for nt in (1, 2, 3):  # the one_thread fixture restores the count
-        lenet_fast.set_num_threads(nt)
-        m = start.copy()
-        out.append((sdlm_pass(m, x, labels, order[:50], steps), m))
-    for (res, m) in out[1:]:
-        assert res == out[0][0]
-        for k in m.params:
-            assert m.params[k].tobytes() == out[0][1].params[k].tobytes(), k
-
-
 # ---------------------------------------------------------------- GIL and threads
-
-
-def test_passes_on_two_models_in_two_threads_match_one_at_a_time(patterns):
-    x, labels, order = patterns
-    starts = [make(CONFIGS[0]), make(CONFIGS[8])]
-    steps = [sdlm_steps(m, x, labels) for m in starts]
-    alone = []
-    for m0, s in zip(starts, steps):
-        m = m0.copy()
-        alone.append((sdlm_pass(m, x, labels, order[:200], s), m))
-    models = [m.copy() for m in starts]
-    results = [None, None]
-    barrier = threading.Barrier(2)
-
-    def run(i):
-        barrier.wait()
-        results[i] = sdlm_pass(models[i], x, labels, order[:200], steps[i])
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    for i in range(2):
-        assert results[i] == alone[i][0]
-        for k in models[i].params:
-            assert models[i].params[k].tobytes() == alone[i][1].params[k].tobytes(), k
-
-
-def test_the_pass_releases_the_gil(patterns):
-    """A pure-Python thread keeps running while another thread is inside the pass."""
-    x, labels, order = patterns
-    m = make(CONFIGS[0])
-    steps = {k: np.zeros_like(v) for k, v in m.params.items()}  # the weights stay put
-    long_order = np.tile(order, 4)  # 2,000 patterns: ~0.15 s on AVX2, ~0.8 s scalar
-    during = ticks_during(lambda: sdlm_pass(m, x, labels, long_order, steps))
-    # With the GIL held for the whole call the spinner would not advance at all.
-    assert during > 10_000, f"spinner advanced {during} times during the pass"
 
 
 # ---------------------------------------------------------------- bad arguments

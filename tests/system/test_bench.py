@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-BENCH = Path(__file__).resolve().parents[1] / "bench"
+BENCH = Path(__file__).resolve().parents[2] / "bench"
 SUITE = BENCH / "bench_suite.py"
 sys.path.insert(0, str(BENCH))
 import bench_suite

@@ -5,10 +5,9 @@ several Python threads, and its argument checks."""
 
 from __future__ import annotations
 
-import lenet_fast
 import numpy as np
 import pytest
-from conftest import in_threads, moved_model, ticks_during
+from conftest import moved_model
 from lenet_fast import _core, tables
 from lenet_fast.layout import PARAM_SHAPES, RBF_PARAM
 from lenet_fast.model import LeNet5
@@ -89,41 +88,6 @@ def test_one_pattern_matches_the_layer_by_layer_kernels(isa):
     for name, w in want.items():
         np.testing.assert_allclose(got[name], w, rtol=0, atol=1e-5 * float(np.abs(w).max()),
                                    err_msg=name)
-
-
-def test_results_do_not_depend_on_the_thread_count(isa):
-    m = model({"subsample": "mean", "rbf": "trainable"})
-    x, lab = inputs(45, seed=2)
-    before = lenet_fast.get_num_threads()
-    try:
-        out = []
-        for t in (1, 2, 3):
-            lenet_fast.set_num_threads(t)
-            out.append(m.gradients(x, lab))
-    finally:
-        lenet_fast.set_num_threads(before)
-    for other in out[1:]:
-        assert other[0] == out[0][0]
-        np.testing.assert_array_equal(other[2], out[0][2])
-        for name in out[0][1]:
-            np.testing.assert_array_equal(other[1][name], out[0][1][name], err_msg=name)
-
-
-def test_calls_from_several_threads_at_once_match(isa):
-    m = model({"subsample": "sum"})
-    batches = [inputs(10, seed=s) for s in range(4)]
-    want = [m.gradients(x, lab)[1] for x, lab in batches]
-    got = in_threads(4, lambda i: [m.gradients(*batches[i])[1] for _ in range(3)][-1])
-    for g, w in zip(got, want):
-        for name in w:
-            np.testing.assert_array_equal(g[name], w[name], err_msg=name)
-
-
-def test_releases_the_gil():
-    m = model({"subsample": "mean"})
-    x, lab = inputs(256, seed=1)
-    with_gil_free = ticks_during(lambda: [call(m, x, lab) for _ in range(3)])
-    assert with_gil_free > 50
 
 
 def test_nan_input_gives_nan_gradients_where_the_reference_does():
