@@ -56,8 +56,12 @@ def assert_close(kernel: str, got, want, what: str = "") -> None:
         return
     # NaN and inf where the maths puts them, and only there.
     np.testing.assert_array_equal(np.isnan(got), np.isnan(want), err_msg=f"{kernel} {what}: NaN")
-    np.testing.assert_array_equal(np.isposinf(got), np.isposinf(want), err_msg=f"{kernel} {what}: +inf")
-    np.testing.assert_array_equal(np.isneginf(got), np.isneginf(want), err_msg=f"{kernel} {what}: -inf")
+    np.testing.assert_array_equal(
+        np.isposinf(got), np.isposinf(want), err_msg=f"{kernel} {what}: +inf"
+    )
+    np.testing.assert_array_equal(
+        np.isneginf(got), np.isneginf(want), err_msg=f"{kernel} {what}: -inf"
+    )
     fin = np.isfinite(want)
     if not fin.any():
         return
@@ -89,8 +93,11 @@ def mnist_dir() -> Path:
     try:
         return data.download_mnist()
     except (OSError, ValueError) as e:
-        pytest.fail(f"LENET_FAST_DATA is not set and MNIST could not be downloaded into the cache "
-                    f"({e}); set LENET_FAST_DATA to a folder with the four MNIST .gz files", pytrace=False)
+        pytest.fail(
+            f"LENET_FAST_DATA is not set and MNIST could not be downloaded into the cache "
+            f"({e}); set LENET_FAST_DATA to a folder with the four MNIST .gz files",
+            pytrace=False,
+        )
 
 
 def ticks_during(call: Callable[[], object]) -> int:

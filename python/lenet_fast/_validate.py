@@ -32,9 +32,7 @@ def choice(name: str, value: Any, allowed: Sequence[str]) -> str:
 
 def is_number(value: Any) -> bool:
     """A real number (Python or NumPy, int or float) and not a bool."""
-    return not isinstance(value, bool) and isinstance(
-        value, (int, float, np.integer, np.floating)
-    )
+    return not isinstance(value, bool) and isinstance(value, (int, float, np.integer, np.floating))
 
 
 def int_at_least(name: str, value: Any, minimum: int) -> int:
@@ -53,15 +51,18 @@ def positive_number(name: str, value: Any) -> float:
     return v
 
 
-def finite_number(name: str, value: Any, *, minimum: float = 0.0, strict: bool = True,
-                  what: str | None = None) -> float:
+def finite_number(
+    name: str, value: Any, *, minimum: float = 0.0, strict: bool = True, what: str | None = None
+) -> float:
     """``value`` as a float if it is a number (TypeError otherwise), finite and > ``minimum``
     (``strict``) or >= it (ValueError otherwise). ``what`` replaces the TypeError's
     description of what was expected."""
     op = ">" if strict else ">="
     if not is_number(value):
-        raise TypeError(f"{name}: expected {what or f'a number {op} {minimum:g}'}, "
-                        f"got {type(value).__name__ if what else repr(value)}")
+        raise TypeError(
+            f"{name}: expected {what or f'a number {op} {minimum:g}'}, "
+            f"got {type(value).__name__ if what else repr(value)}"
+        )
     v = float(value)
     if not (np.isfinite(v) and (v > minimum if strict else v >= minimum)):
         raise ValueError(f"{name}: expected a finite number {op} {minimum:g}, got {value}")
@@ -82,13 +83,15 @@ def digit_images(name: str, images: Any) -> npt.NDArray[np.uint8]:
     return arr
 
 
-def labels(name: str, value: npt.ArrayLike, n: int, *,
-           match: str = " to match x") -> npt.NDArray[np.intp]:
+def labels(
+    name: str, value: npt.ArrayLike, n: int, *, match: str = " to match x"
+) -> npt.NDArray[np.intp]:
     """Integer labels of shape (n,) with values 0..9, as intp; ValueError otherwise."""
     lab = np.asarray(value)
     if lab.shape != (n,) or not np.issubdtype(lab.dtype, np.integer):
-        raise ValueError(f"{name}: expected integers of shape ({n},){match}, "
-                         f"got {lab.dtype} {lab.shape}")
+        raise ValueError(
+            f"{name}: expected integers of shape ({n},){match}, got {lab.dtype} {lab.shape}"
+        )
     if n and (lab.min() < 0 or lab.max() > 9):
         raise ValueError(f"{name}: expected digits 0..9, got values in [{lab.min()}, {lab.max()}]")
     return lab.astype(np.intp, copy=False)

@@ -55,10 +55,15 @@ def digest(params: Mapping[str, Array]) -> str:
     return h.hexdigest()
 
 
-def save_checkpoint(path: str | os.PathLike[str], options: Mapping[str, Any],
-                    params: Mapping[str, Array], codes: Array, *,
-                    history: list[dict[str, Any]] | None = None,
-                    train_state: dict[str, Any] | None = None) -> Path:
+def save_checkpoint(
+    path: str | os.PathLike[str],
+    options: Mapping[str, Any],
+    params: Mapping[str, Array],
+    codes: Array,
+    *,
+    history: list[dict[str, Any]] | None = None,
+    train_state: dict[str, Any] | None = None,
+) -> Path:
     """Write a model file atomically: a temporary file in the same folder, flushed to disk,
     then renamed over ``path``; a failure leaves any previous file at ``path`` as it was.
     ``history`` and ``train_state`` must be JSON-able."""
@@ -93,28 +98,35 @@ def read_checkpoint(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[
     if version == 1:
         meta = migrate_v1(meta)
     elif version != FORMAT_VERSION:
-        raise ValueError(f"{path}: model file format version {version!r}; this lenet_fast reads "
-                         f"versions 1 to {FORMAT_VERSION} (upgrade lenet_fast or re-save the "
-                         "model)")
+        raise ValueError(
+            f"{path}: model file format version {version!r}; this lenet_fast reads "
+            f"versions 1 to {FORMAT_VERSION} (upgrade lenet_fast or re-save the "
+            "model)"
+        )
     opts = meta.get("options")
     if not isinstance(opts, dict):
         raise ValueError(f"{path}: damaged model file: no options")
     names = list(PARAM_SHAPES) + ([RBF_PARAM] if opts.get("rbf") == "trainable" else [])
     if meta.get("param_names") != names:
-        raise ValueError(f"{path}: damaged model file: parameters {meta.get('param_names')}, "
-                         f"expected {names}")
+        raise ValueError(
+            f"{path}: damaged model file: parameters {meta.get('param_names')}, expected {names}"
+        )
     params: dict[str, Array] = {}
     for name in names:
         a = arrays.get(f"param/{name}")
         want = RBF_SHAPE if name == RBF_PARAM else PARAM_SHAPES[name]
         if a is None or a.dtype != np.float32 or a.shape != want:
-            raise ValueError(f"{path}: damaged model file: parameter {name} is "
-                             f"{None if a is None else (a.dtype, a.shape)}, expected float32 "
-                             f"{want}")
+            raise ValueError(
+                f"{path}: damaged model file: parameter {name} is "
+                f"{None if a is None else (a.dtype, a.shape)}, expected float32 "
+                f"{want}"
+            )
         params[name] = a
     if digest(params) != meta.get("param_sha256"):
-        raise ValueError(f"{path}: damaged model file: the parameters do not match their "
-                         "recorded sha256 (the file was altered or corrupted)")
+        raise ValueError(
+            f"{path}: damaged model file: the parameters do not match their "
+            "recorded sha256 (the file was altered or corrupted)"
+        )
     if "codes" not in arrays:
         raise ValueError(f"{path}: damaged model file: no RBF codes")
     return meta, arrays
@@ -156,9 +168,10 @@ def _read_npz(path: Path) -> tuple[dict[str, Any], dict[str, Array]]:
         except MemoryError:
             raise
         except Exception as e:  # noqa: BLE001  any parse failure of a damaged file
-            raise ValueError(f"{path}: not a readable lenet_fast model file "
-                             f"({type(e).__name__}: {e}); it may be truncated or corrupted"
-                             ) from None
+            raise ValueError(
+                f"{path}: not a readable lenet_fast model file "
+                f"({type(e).__name__}: {e}); it may be truncated or corrupted"
+            ) from None
     if "meta" not in arrays:
         raise ValueError(f"{path}: not a lenet_fast model file (no metadata)")
     try:

@@ -21,8 +21,9 @@ _CENTRE = (_SIDE - 1) / 2.0  # 13.5: the geometric centre in pixel-index coordin
 _WARP_CHUNK = 2048  # images per block: bounds temporary memory to a few tens of MB
 
 
-def affine_warp(images: npt.ArrayLike, matrices: npt.ArrayLike, *,
-                out: npt.NDArray[np.uint8] | None = None) -> npt.NDArray[np.uint8]:
+def affine_warp(
+    images: npt.ArrayLike, matrices: npt.ArrayLike, *, out: npt.NDArray[np.uint8] | None = None
+) -> npt.NDArray[np.uint8]:
     """Resample each image through its own affine map, with bilinear interpolation.
 
     ``images``: uint8 (N, 28, 28). ``matrices``: float (N, 2, 3), or one (2, 3) for all

@@ -33,20 +33,22 @@ __all__ = [
 C3_CONNECTIONS: int = int(tables.C3_TABLE.sum())
 
 #: Every trainable array except the RBF centres, in the fixed order, with its shape.
-PARAM_SHAPES: Mapping[str, tuple[int, ...]] = MappingProxyType({
-    "c1.w": (6, 1, 5, 5),
-    "c1.b": (6,),
-    "s2.coef": (6,),
-    "s2.bias": (6,),
-    "c3.w": (C3_CONNECTIONS, 5, 5),
-    "c3.b": (16,),
-    "s4.coef": (16,),
-    "s4.bias": (16,),
-    "c5.w": (120, 16, 5, 5),
-    "c5.b": (120,),
-    "f6.w": (84, 120),
-    "f6.b": (84,),
-})
+PARAM_SHAPES: Mapping[str, tuple[int, ...]] = MappingProxyType(
+    {
+        "c1.w": (6, 1, 5, 5),
+        "c1.b": (6,),
+        "s2.coef": (6,),
+        "s2.bias": (6,),
+        "c3.w": (C3_CONNECTIONS, 5, 5),
+        "c3.b": (16,),
+        "s4.coef": (16,),
+        "s4.bias": (16,),
+        "c5.w": (120, 16, 5, 5),
+        "c5.b": (120,),
+        "f6.w": (84, 120),
+        "f6.b": (84,),
+    }
+)
 #: The names of :data:`PARAM_SHAPES`, in order.
 PARAM_NAMES: tuple[str, ...] = tuple(PARAM_SHAPES)
 

@@ -76,12 +76,18 @@ def init_params(seed: int, subsample: str = "sum") -> dict[str, npt.NDArray[np.f
     pair_fan = np.repeat(c3_fan, np.asarray(tables.C3_TABLE).sum(axis=0))
     sub = 4.0 if subsample == "mean" else 1.0
     fan: dict[str, Any] = {
-        "c1.w": 25, "c1.b": 25,
-        "s2.coef": 4 / sub, "s2.bias": 4,
-        "c3.w": pair_fan[:, None, None], "c3.b": c3_fan,
-        "s4.coef": 4 / sub, "s4.bias": 4,
-        "c5.w": 400, "c5.b": 400,
-        "f6.w": 120, "f6.b": 120,
+        "c1.w": 25,
+        "c1.b": 25,
+        "s2.coef": 4 / sub,
+        "s2.bias": 4,
+        "c3.w": pair_fan[:, None, None],
+        "c3.b": c3_fan,
+        "s4.coef": 4 / sub,
+        "s4.bias": 4,
+        "c5.w": 400,
+        "c5.b": 400,
+        "f6.w": 120,
+        "f6.b": 120,
     }
     params = {}
     for name, shape in PARAM_SHAPES.items():
@@ -135,11 +141,21 @@ class LeNet5:
             raise TypeError(f"seed: expected an int, got {type(seed).__name__}")
         map_j = _validate.positive_number("map_j", map_j)
         c = np.asarray(tables.RBF_CODES if codes is None else codes)
-        if c.shape != RBF_SHAPE or not np.issubdtype(c.dtype, np.number) or not np.all(np.isfinite(c)):
-            raise ValueError(f"codes: expected a finite (10,84) array, got shape {c.shape} {c.dtype}")
+        if (
+            c.shape != RBF_SHAPE
+            or not np.issubdtype(c.dtype, np.number)
+            or not np.all(np.isfinite(c))
+        ):
+            raise ValueError(
+                f"codes: expected a finite (10,84) array, got shape {c.shape} {c.dtype}"
+            )
         loss_scale = _validate.positive_number("loss_scale", loss_scale)
         self.options: dict[str, Any] = {
-            "seed": int(seed), "loss": loss, "map_j": map_j, "loss_scale": loss_scale, "rbf": rbf,
+            "seed": int(seed),
+            "loss": loss,
+            "map_j": map_j,
+            "loss_scale": loss_scale,
+            "rbf": rbf,
             "subsample": subsample,
         }
         self.backend = backend
@@ -201,11 +217,15 @@ class LeNet5:
         float32 (N,1,32,32) (:func:`lenet_fast.mnist.preprocess`: padded to 32x32, background
         -0.1, ink 1.175)."""
         if not isinstance(x, np.ndarray):
-            raise TypeError(f"x: expected a numpy array of uint8 (N,28,28) digits or float32 "
-                            f"(N,1,32,32) input, got {type(x).__name__}")
+            raise TypeError(
+                f"x: expected a numpy array of uint8 (N,28,28) digits or float32 "
+                f"(N,1,32,32) input, got {type(x).__name__}"
+            )
         if x.dtype == np.uint8:
             if x.shape[-2:] != (28, 28) or x.ndim not in (2, 3):
-                raise ValueError(f"x: expected uint8 digits of shape (N,28,28) or (28,28), got shape {x.shape}")
+                raise ValueError(
+                    f"x: expected uint8 digits of shape (N,28,28) or (28,28), got shape {x.shape}"
+                )
             return preprocess(x).astype(self.dtype, copy=False)
         if x.dtype == self.dtype and x.ndim == 4 and x.shape[1:] == (1, 32, 32):
             return np.ascontiguousarray(x)
@@ -289,16 +309,24 @@ class LeNet5:
         dh5, g["f6.w"], g["f6.b"] = k.linear_backward(h5, p["f6.w"], k.squash_backward(h6, dh6))
         da5 = k.squash_backward(h5, dh5).reshape(n, 120, 1, 1)
         dh4, g["c5.w"], g["c5.b"] = k.conv2d_backward(h4, p["c5.w"], da5)
-        dh3, g["s4.coef"], g["s4.bias"] = k.subsample_backward(h3, self._sub_coef("s4.coef"), k.squash_backward(h4, dh4))
-        dh2, g["c3.w"], g["c3.b"] = k.sparse_conv2d_backward(h2, p["c3.w"], k.squash_backward(h3, dh3), tables.C3_TABLE)
-        dh1, g["s2.coef"], g["s2.bias"] = k.subsample_backward(h1, self._sub_coef("s2.coef"), k.squash_backward(h2, dh2))
+        dh3, g["s4.coef"], g["s4.bias"] = k.subsample_backward(
+            h3, self._sub_coef("s4.coef"), k.squash_backward(h4, dh4)
+        )
+        dh2, g["c3.w"], g["c3.b"] = k.sparse_conv2d_backward(
+            h2, p["c3.w"], k.squash_backward(h3, dh3), tables.C3_TABLE
+        )
+        dh1, g["s2.coef"], g["s2.bias"] = k.subsample_backward(
+            h1, self._sub_coef("s2.coef"), k.squash_backward(h2, dh2)
+        )
         _, g["c1.w"], g["c1.b"] = k.conv2d_backward(x, p["c1.w"], k.squash_backward(h1, dh1))
         if self.options["subsample"] == "mean":
             g["s2.coef"] = g["s2.coef"] * g["s2.coef"].dtype.type(0.25)
             g["s4.coef"] = g["s4.coef"] * g["s4.coef"].dtype.type(0.25)
         return g
 
-    def gradients(self, x: npt.ArrayLike, labels: npt.ArrayLike) -> tuple[float, dict[str, Array], Array]:
+    def gradients(
+        self, x: npt.ArrayLike, labels: npt.ArrayLike
+    ) -> tuple[float, dict[str, Array], Array]:
         """Loss, gradients and penalties of a batch.
 
         ``x``: N >= 1 images as :meth:`prepare` takes them; ``labels``: (N,) digits 0..9.
@@ -309,11 +337,14 @@ class LeNet5:
         results do not depend on the thread count), else the NumPy layers."""
         xp = self.prepare(x)
         if xp.shape[0] == 0:
-            raise ValueError("x: gradients of the mean loss need at least one pattern, got an empty batch")
+            raise ValueError(
+                "x: gradients of the mean loss need at least one pattern, got an empty batch"
+            )
         lab = _validate.labels("labels", labels, xp.shape[0])
         if self.backend == "fast":
-            return network.gradients(self.params, xp, lab, options=self.options,
-                                     centres=self._fixed_centres)
+            return network.gradients(
+                self.params, xp, lab, options=self.options, centres=self._fixed_centres
+            )
         y, cache = self._forward(xp)
         loss, gy = self.loss_gradient(y, lab)
         return loss, self._backward(cache, gy), y
@@ -349,7 +380,9 @@ class LeNet5:
         ha5 = f2(h5, hh5).reshape(n, 120, 1, 1)
         hh4, h["c5.w"], h["c5.b"] = k.conv2d_backward(sq(h4), sq(p["c5.w"]), ha5)
         hh3, h["s4.coef"], h["s4.bias"] = self._subsample_h(h3, "s4.coef", f2(h4, hh4))
-        hh2, h["c3.w"], h["c3.b"] = k.sparse_conv2d_backward(sq(h2), sq(p["c3.w"]), f2(h3, hh3), tables.C3_TABLE)
+        hh2, h["c3.w"], h["c3.b"] = k.sparse_conv2d_backward(
+            sq(h2), sq(p["c3.w"]), f2(h3, hh3), tables.C3_TABLE
+        )
         hh1, h["s2.coef"], h["s2.bias"] = self._subsample_h(h1, "s2.coef", f2(h2, hh2))
         _, h["c1.w"], h["c1.b"] = k.conv2d_backward(sq(x0), sq(p["c1.w"]), f2(h1, hh1))
         scale = self.options["loss_scale"] / n
@@ -374,14 +407,20 @@ class LeNet5:
         """Train this model: see :func:`lenet_fast.train.train` (same arguments)."""
         return _train(self, *args, **kwargs)
 
-    def save(self, path: str | os.PathLike[str], *, history: list[dict[str, Any]] | None = None,
-             train_state: dict[str, Any] | None = None) -> Path:
+    def save(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        history: list[dict[str, Any]] | None = None,
+        train_state: dict[str, Any] | None = None,
+    ) -> Path:
         """Write the model to a portable ``.npz`` (no pickle; :mod:`lenet_fast.checkpoint`),
         atomically: a temporary file in the same folder, flushed to disk, then renamed over
         ``path``; a failure leaves any previous file at ``path`` as it was. ``history`` and
         ``train_state`` (JSON-able) ride along for checkpoints."""
-        return save_checkpoint(path, self.options, self.params, self.codes, history=history,
-                               train_state=train_state)
+        return save_checkpoint(
+            path, self.options, self.params, self.codes, history=history, train_state=train_state
+        )
 
     @classmethod
     def load(cls, path: str | os.PathLike[str], *, backend: str = "fast") -> LeNet5:
@@ -392,17 +431,24 @@ class LeNet5:
         return cls.from_checkpoint(*read_checkpoint(path), backend=backend)
 
     @classmethod
-    def from_checkpoint(cls, meta: dict[str, Any], arrays: dict[str, Array], *,
-                        backend: str = "fast") -> LeNet5:
+    def from_checkpoint(
+        cls, meta: dict[str, Any], arrays: dict[str, Array], *, backend: str = "fast"
+    ) -> LeNet5:
         """The model of :func:`lenet_fast.checkpoint.read_checkpoint`'s ``(meta, arrays)``."""
         opts = meta["options"]
         model = cls(
-            seed=opts["seed"], loss=opts["loss"], map_j=opts["map_j"],
-            loss_scale=opts["loss_scale"], rbf=opts["rbf"], subsample=opts["subsample"],
-            codes=arrays["codes"], backend=backend,
+            seed=opts["seed"],
+            loss=opts["loss"],
+            map_j=opts["map_j"],
+            loss_scale=opts["loss_scale"],
+            rbf=opts["rbf"],
+            subsample=opts["subsample"],
+            codes=arrays["codes"],
+            backend=backend,
         )
-        model.params = {name: np.ascontiguousarray(arrays[f"param/{name}"])
-                        for name in meta["param_names"]}
+        model.params = {
+            name: np.ascontiguousarray(arrays[f"param/{name}"]) for name in meta["param_names"]
+        }
         model.history = meta.get("history", [])
         model.train_state = meta.get("train_state", {})
         return model

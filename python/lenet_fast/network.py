@@ -35,25 +35,30 @@ def _centres(params: Mapping[str, F32], centres: F32 | None) -> tuple[F32, bool]
     """The centres to use and whether they are a parameter (trained)."""
     if RBF_PARAM in params:
         if centres is not None:
-            raise ValueError(f"centres: params holds trainable centres ({RBF_PARAM!r}); pass "
-                             "centres only for fixed ones")
+            raise ValueError(
+                f"centres: params holds trainable centres ({RBF_PARAM!r}); pass "
+                "centres only for fixed ones"
+            )
         return params[RBF_PARAM], True
     if centres is None:
-        raise ValueError(f"centres: expected the fixed (10,84) RBF centres when params has no "
-                         f"{RBF_PARAM!r}")
+        raise ValueError(
+            f"centres: expected the fixed (10,84) RBF centres when params has no {RBF_PARAM!r}"
+        )
     return centres, False
 
 
 def _layers(params: Mapping[str, F32]) -> dict[str, F32]:
     """The arrays of the layers under the RBF (the C++ side checks names and shapes)."""
     if not isinstance(params, Mapping):
-        raise TypeError(f"params: expected a dict of arrays by parameter name, "
-                        f"got {type(params).__name__}")
+        raise TypeError(
+            f"params: expected a dict of arrays by parameter name, got {type(params).__name__}"
+        )
     return {k: v for k, v in params.items() if k != RBF_PARAM}
 
 
-def forward(params: Mapping[str, F32], x: F32, *, options: Mapping[str, Any],
-            centres: F32 | None = None) -> F32:
+def forward(
+    params: Mapping[str, F32], x: F32, *, options: Mapping[str, Any], centres: F32 | None = None
+) -> F32:
     """The RBF penalties (N,10) of preprocessed input ``x`` (N,1,32,32) float32.
 
     The same kernels in the same order as the per-layer path (:mod:`lenet_fast.kernels`),
@@ -62,9 +67,14 @@ def forward(params: Mapping[str, F32], x: F32, *, options: Mapping[str, Any],
     return _core.network_forward(_layers(params), c, x, tables.C3_TABLE, options["subsample"])
 
 
-def gradients(params: Mapping[str, F32], x: F32, labels: npt.NDArray[np.integer[Any]], *,
-              options: Mapping[str, Any], centres: F32 | None = None,
-              ) -> tuple[float, dict[str, F32], F32]:
+def gradients(
+    params: Mapping[str, F32],
+    x: F32,
+    labels: npt.NDArray[np.integer[Any]],
+    *,
+    options: Mapping[str, Any],
+    centres: F32 | None = None,
+) -> tuple[float, dict[str, F32], F32]:
     """Loss, gradients and penalties of a batch of N >= 1 patterns.
 
     Returns ``(loss, grads, y)``: the batch mean of ``loss_scale`` times the loss, its
@@ -72,15 +82,30 @@ def gradients(params: Mapping[str, F32], x: F32, labels: npt.NDArray[np.integer[
     included when the centres are a parameter) and the penalties y (N,10)."""
     c, trained = _centres(params, centres)
     loss_sum, _, g, y = _core.network_gradients(
-        _layers(params), c, x, labels, tables.C3_TABLE, options["loss"],
-        options["loss_scale"], options["map_j"], options["subsample"], trained,
+        _layers(params),
+        c,
+        x,
+        labels,
+        tables.C3_TABLE,
+        options["loss"],
+        options["loss_scale"],
+        options["map_j"],
+        options["subsample"],
+        trained,
     )
     return loss_sum / x.shape[0], g, y
 
 
-def sdlm_pass(params: Mapping[str, F32], steps: Mapping[str, F32], x: F32,
-              labels: npt.ArrayLike, order: npt.ArrayLike, *, options: Mapping[str, Any],
-              centres: F32 | None = None) -> tuple[float, int]:
+def sdlm_pass(
+    params: Mapping[str, F32],
+    steps: Mapping[str, F32],
+    x: F32,
+    labels: npt.ArrayLike,
+    order: npt.ArrayLike,
+    *,
+    options: Mapping[str, Any],
+    centres: F32 | None = None,
+) -> tuple[float, int]:
     """Train ``params`` in place on the patterns ``x[order[0]], x[order[1]], ...``, one
     pattern per update: ``params[k] -= steps[k] * dE/dparams[k]`` (SDLM's ``eps_k``).
 
@@ -90,8 +115,9 @@ def sdlm_pass(params: Mapping[str, F32], steps: Mapping[str, F32], x: F32,
     update)``. Do not touch ``params`` from another thread during the pass."""
     layers = _layers(params)
     if not isinstance(steps, Mapping):
-        raise TypeError(f"steps: expected a dict of arrays by parameter name, "
-                        f"got {type(steps).__name__}")
+        raise TypeError(
+            f"steps: expected a dict of arrays by parameter name, got {type(steps).__name__}"
+        )
     if set(steps) != set(params):
         raise ValueError(f"steps: expected the names {sorted(params)}, got {sorted(steps)}")
     c, trained = _centres(params, centres)

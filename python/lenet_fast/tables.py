@@ -194,7 +194,9 @@ RBF_CODE_TEXT: tuple[tuple[str, ...], ...] = (
 )
 
 
-def _parse_bool_rows(rows: tuple[str, ...], true_char: str, false_char: str) -> npt.NDArray[np.bool_]:
+def _parse_bool_rows(
+    rows: tuple[str, ...], true_char: str, false_char: str
+) -> npt.NDArray[np.bool_]:
     """Turn equal-length strings of ``true_char``/``false_char`` into a 2-D bool array."""
     if len({len(r) for r in rows}) != 1:
         raise ValueError(f"rows of unequal length: {rows!r}")

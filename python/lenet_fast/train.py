@@ -59,17 +59,24 @@ class Model(Protocol):
 
     def predict(self, x: npt.ArrayLike, batch_size: int = ...) -> npt.NDArray[np.int64]: ...
 
-    def gradients(self, x: npt.ArrayLike, labels: npt.ArrayLike
-                  ) -> tuple[float, dict[str, Array], Array]: ...
+    def gradients(
+        self, x: npt.ArrayLike, labels: npt.ArrayLike
+    ) -> tuple[float, dict[str, Array], Array]: ...
 
     def hessian_diagonal(self, x: npt.ArrayLike, labels: npt.ArrayLike) -> dict[str, Array]: ...
 
-    def save(self, path: str | Path, *, history: list[dict[str, Any]] | None = ...,
-             train_state: dict[str, Any] | None = ...) -> Path: ...
+    def save(
+        self,
+        path: str | Path,
+        *,
+        history: list[dict[str, Any]] | None = ...,
+        train_state: dict[str, Any] | None = ...,
+    ) -> Path: ...
 
     @classmethod
-    def from_checkpoint(cls, meta: dict[str, Any], arrays: dict[str, Array], *,
-                        backend: str = ...) -> Model: ...
+    def from_checkpoint(
+        cls, meta: dict[str, Any], arrays: dict[str, Array], *, backend: str = ...
+    ) -> Model: ...
 
 
 def sdlm_steps(hessian: Mapping[str, Array], eta: float, mu: float) -> dict[str, Array]:
@@ -78,8 +85,11 @@ def sdlm_steps(hessian: Mapping[str, Array], eta: float, mu: float) -> dict[str,
     return {k: (eta / (mu + h)).astype(h.dtype) for k, h in hessian.items()}
 
 
-def apply_update(params: dict[str, Array], step: Mapping[str, Array] | float | np.floating[Any],
-                 grads: Mapping[str, Array]) -> None:
+def apply_update(
+    params: dict[str, Array],
+    step: Mapping[str, Array] | float | np.floating[Any],
+    grads: Mapping[str, Array],
+) -> None:
     """``p -= eps * g`` in place for every parameter: ``step`` is one array per parameter
     (SDLM's ``eps_k``) or one rate for all (SGD's)."""
     for name in params:
@@ -122,8 +132,13 @@ def evaluate(model: Model, images: npt.ArrayLike, labels: npt.ArrayLike) -> dict
     wrong = np.flatnonzero(pred != lab)
     confusion = np.zeros((10, 10), dtype=np.int64)
     np.add.at(confusion, (lab, pred), 1)
-    return {"error": wrong.size / max(1, lab.size), "errors": int(wrong.size),
-            "misclassified": wrong, "predicted": pred, "confusion": confusion}
+    return {
+        "error": wrong.size / max(1, lab.size),
+        "errors": int(wrong.size),
+        "misclassified": wrong,
+        "predicted": pred,
+        "confusion": confusion,
+    }
 
 
 Progress = Callable[[int, int, int, dict[str, float]], None]
@@ -188,16 +203,19 @@ def train(
     _validate.choice("order", order, ORDERS)
     passes = _validate.int_at_least("passes", passes, 1)
     if not (batch_size >= 1 and hessian_samples >= 1 and lr > 0):
-        raise ValueError(f"batch_size and hessian_samples must be >= 1, lr > 0; got {batch_size}, "
-                         f"{hessian_samples}, {lr}")
+        raise ValueError(
+            f"batch_size and hessian_samples must be >= 1, lr > 0; got {batch_size}, "
+            f"{hessian_samples}, {lr}"
+        )
     if callable(mu):
         mus = [_checked_mu(mu, q) for q in range(1, passes + 1)] if optimizer == "sdlm" else []
     else:
         mus = [_constant_mu(mu)] * passes
     images = np.asarray(train_images)
     if images.dtype != np.uint8 or images.ndim != 3 or images.shape[1:] != (28, 28):
-        raise ValueError(f"train_images: expected uint8 (N,28,28) digits, got {images.dtype} "
-                         f"{images.shape}")
+        raise ValueError(
+            f"train_images: expected uint8 (N,28,28) digits, got {images.dtype} {images.shape}"
+        )
     labels = _validate.labels("train_labels", train_labels, images.shape[0], match="")
     has_test = test_images is not None and test_labels is not None
     x_test = preprocess(np.asarray(test_images)) if has_test else None
@@ -205,10 +223,18 @@ def train(
     # The settings a resumed run must share with its checkpoint: only those the optimizer
     # uses. SDLM's mu is checked pass by pass against the history (a function of the pass
     # has no name that identifies it).
-    config: dict[str, Any] = {"optimizer": optimizer, "distort": bool(distort), "seed": int(seed),
-                              "order": order, "n_train": int(images.shape[0])}
-    config.update({"hessian_samples": int(hessian_samples)} if optimizer == "sdlm"
-                  else {"lr": float(lr), "batch_size": int(batch_size)})
+    config: dict[str, Any] = {
+        "optimizer": optimizer,
+        "distort": bool(distort),
+        "seed": int(seed),
+        "order": order,
+        "n_train": int(images.shape[0]),
+    }
+    config.update(
+        {"hessian_samples": int(hessian_samples)}
+        if optimizer == "sdlm"
+        else {"lr": float(lr), "batch_size": int(batch_size)}
+    )
     start = 0
     if resume is not None:
         ckpt = type(model).from_checkpoint(*read_checkpoint(resume), backend=model.backend)
@@ -221,8 +247,10 @@ def train(
                 mismatched[f"mu of pass {r['pass']}"] = (was, now)
                 break
         if mismatched:
-            raise ValueError(f"resume: {resume} was written with other settings "
-                             f"(checkpoint vs now: {mismatched})")
+            raise ValueError(
+                f"resume: {resume} was written with other settings "
+                f"(checkpoint vs now: {mismatched})"
+            )
         model.options, model.params, model.codes = ckpt.options, ckpt.params, ckpt.codes
         model.history = list(ckpt.history)
         start = int(state["pass"])
@@ -245,18 +273,27 @@ def train(
             hidx = rng.choice(n, size=min(hessian_samples, n), replace=False)
             h = model.hessian_diagonal(x[hidx], labels[hidx])
             steps = sdlm_steps(h, rate, mu_p)
-            loss_sum, train_err = sdlm_pass(model, x, labels, perm, steps,
-                                            fused=model.backend == "fast",
-                                            progress=_pass_progress(progress, p))
+            loss_sum, train_err = sdlm_pass(
+                model,
+                x,
+                labels,
+                perm,
+                steps,
+                fused=model.backend == "fast",
+                progress=_pass_progress(progress, p),
+            )
             loss = loss_sum / n
         else:
             rate = lr
             loss, train_err = _sgd_pass(model, x, labels, perm, lr, batch_size, p, progress)
         seconds = time.perf_counter() - t0
         record: dict[str, Any] = {
-            "pass": p + 1, ("eta" if optimizer == "sdlm" else "lr"): rate,
+            "pass": p + 1,
+            ("eta" if optimizer == "sdlm" else "lr"): rate,
             **({"mu": mu_p} if optimizer == "sdlm" else {}),
-            "train_error": train_err / n, "loss": loss, "images_per_s": n / seconds,
+            "train_error": train_err / n,
+            "loss": loss,
+            "images_per_s": n / seconds,
             "seconds": seconds,
         }
         if x_test is not None:
@@ -264,8 +301,11 @@ def train(
         model.history.append(record)
         model.train_state = {"pass": p + 1, "config": config}
         if out_dir is not None:
-            model.save(out_dir / f"checkpoint_{p + 1:02d}.npz", history=model.history,
-                       train_state=model.train_state)
+            model.save(
+                out_dir / f"checkpoint_{p + 1:02d}.npz",
+                history=model.history,
+                train_state=model.train_state,
+            )
         if log is not None:
             log(format_record(record, passes))
     if out_dir is not None:
@@ -283,11 +323,14 @@ def _checked_mu(mu_of: Callable[[int], float], pass_number: int) -> float:
     except TypeError as e:
         raise TypeError(f"mu: calling it with the pass number ({pass_number}) failed: {e}") from e
     if not _validate.is_number(value):
-        raise TypeError(f"mu: the function returned {value!r} for pass {pass_number}, "
-                        "expected a number")
+        raise TypeError(
+            f"mu: the function returned {value!r} for pass {pass_number}, expected a number"
+        )
     value = float(value)
     if not (value > 0 and np.isfinite(value)):
-        raise ValueError(f"mu: the function returned {value} for pass {pass_number}, expected a finite number > 0")
+        raise ValueError(
+            f"mu: the function returned {value} for pass {pass_number}, expected a finite number > 0"
+        )
     return value
 
 
@@ -297,12 +340,16 @@ def format_record(r: dict[str, Any], passes: int) -> str:
     if "mu" in r:
         rate += f"  mu {r['mu']:g}"
     test = f"test error {100 * r['test_error']:5.2f}%  " if "test_error" in r else ""
-    return (f"pass {r['pass']:2d}/{passes}  {rate}  loss {r['loss']:.4f}  "
-            f"train error {100 * r['train_error']:5.2f}%  {test}"
-            f"{r['images_per_s']:,.0f} images/s  {r['seconds']:.1f} s")
+    return (
+        f"pass {r['pass']:2d}/{passes}  {rate}  loss {r['loss']:.4f}  "
+        f"train error {100 * r['train_error']:5.2f}%  {test}"
+        f"{r['images_per_s']:,.0f} images/s  {r['seconds']:.1f} s"
+    )
 
 
-def _distorted_pass(images: npt.NDArray[np.uint8], rng: np.random.Generator) -> npt.NDArray[np.float32]:
+def _distorted_pass(
+    images: npt.NDArray[np.uint8], rng: np.random.Generator
+) -> npt.NDArray[np.float32]:
     """The pass's patterns: each original with probability 1/10, else a fresh distortion."""
     keep = rng.random(images.shape[0]) < 0.1
     out = distort_images(images, rng)
@@ -319,9 +366,16 @@ def _pass_progress(progress: Progress | None, p: int) -> PatternProgress | None:
     return lambda done, total, stats: progress(p, done, total, stats)
 
 
-def sdlm_pass(model: Model, x: Array, labels: npt.NDArray[np.integer[Any]],
-              order: npt.NDArray[np.integer[Any]], steps: Mapping[str, Array], *,
-              fused: bool = True, progress: PatternProgress | None = None) -> tuple[float, int]:
+def sdlm_pass(
+    model: Model,
+    x: Array,
+    labels: npt.NDArray[np.integer[Any]],
+    order: npt.NDArray[np.integer[Any]],
+    steps: Mapping[str, Array],
+    *,
+    fused: bool = True,
+    progress: PatternProgress | None = None,
+) -> tuple[float, int]:
     """Train ``model`` in place on ``x[order[0]], x[order[1]], ...``, one pattern per
     update: ``w_k -= steps[k] * dE/dw_k`` (SDLM's ``eps_k``, see :func:`sdlm_steps`).
 
@@ -349,15 +403,24 @@ def sdlm_pass(model: Model, x: Array, labels: npt.NDArray[np.integer[Any]],
         fixed = None if RBF_PARAM in model.params else model.codes
         start = 0
         for done in range(0, n, every) if progress is not None else ():
-            loss, err = network.sdlm_pass(model.params, steps, x, labels, order[start : done + 1],
-                                          options=model.options, centres=fixed)
+            loss, err = network.sdlm_pass(
+                model.params,
+                steps,
+                x,
+                labels,
+                order[start : done + 1],
+                options=model.options,
+                centres=fixed,
+            )
             total_loss, errors, start = total_loss + loss, errors + err, done + 1
             if progress is not None:  # always, in this loop
-                progress(done, n, {"loss": total_loss / (done + 1),
-                                   "train_error": errors / (done + 1)})
+                progress(
+                    done, n, {"loss": total_loss / (done + 1), "train_error": errors / (done + 1)}
+                )
         if start < n:
-            loss, err = network.sdlm_pass(model.params, steps, x, labels, order[start:],
-                                          options=model.options, centres=fixed)
+            loss, err = network.sdlm_pass(
+                model.params, steps, x, labels, order[start:], options=model.options, centres=fixed
+            )
             total_loss, errors = total_loss + loss, errors + err
         return total_loss, errors
     if set(steps) != set(model.params):
@@ -370,9 +433,13 @@ def sdlm_pass(model: Model, x: Array, labels: npt.NDArray[np.integer[Any]],
     return total_loss, errors
 
 
-def _python_patterns(model: Model, x: Array, labels: npt.NDArray[np.integer[Any]],
-                     order: npt.NDArray[np.integer[Any]], steps: Mapping[str, Array],
-                     ) -> Iterator[tuple[float, int]]:
+def _python_patterns(
+    model: Model,
+    x: Array,
+    labels: npt.NDArray[np.integer[Any]],
+    order: npt.NDArray[np.integer[Any]],
+    steps: Mapping[str, Array],
+) -> Iterator[tuple[float, int]]:
     """The per-pattern loop: update on each pattern, yield (its loss, 1 if it was wrong)."""
     for i in order:
         loss, g, y = model.gradients(x[i : i + 1], labels[i : i + 1])
@@ -381,8 +448,16 @@ def _python_patterns(model: Model, x: Array, labels: npt.NDArray[np.integer[Any]
         yield loss, wrong
 
 
-def _sgd_pass(model: Model, x: np.ndarray, labels: np.ndarray, perm: np.ndarray, lr: float,
-              batch_size: int, p: int, progress: Progress | None) -> tuple[float, int]:
+def _sgd_pass(
+    model: Model,
+    x: np.ndarray,
+    labels: np.ndarray,
+    perm: np.ndarray,
+    lr: float,
+    batch_size: int,
+    p: int,
+    progress: Progress | None,
+) -> tuple[float, int]:
     """Mini-batch SGD on the batch-mean loss. Returns (mean loss, errors)."""
     params = model.params
     total_loss, errors, n = 0.0, 0, perm.size
@@ -395,6 +470,13 @@ def _sgd_pass(model: Model, x: np.ndarray, labels: np.ndarray, perm: np.ndarray,
         errors += int(np.sum(y.argmin(axis=1) != lb))
         apply_update(params, rate, g)
         if progress is not None:
-            progress(p, min(n, b0 + batch_size), n, {"loss": total_loss / min(n, b0 + batch_size),
-                                                      "train_error": errors / min(n, b0 + batch_size)})
+            progress(
+                p,
+                min(n, b0 + batch_size),
+                n,
+                {
+                    "loss": total_loss / min(n, b0 + batch_size),
+                    "train_error": errors / min(n, b0 + batch_size),
+                },
+            )
     return total_loss / n, errors

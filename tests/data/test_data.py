@@ -157,7 +157,16 @@ def test_known_labels_counts_and_statistics(mnist):
     assert trl[:10].tolist() == [5, 0, 4, 1, 9, 2, 1, 3, 1, 4]
     assert tel[:10].tolist() == [7, 2, 1, 0, 4, 1, 4, 9, 5, 9]
     assert np.bincount(trl, minlength=10).tolist() == [
-        5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949
+        5923,
+        6742,
+        5958,
+        6131,
+        5842,
+        5421,
+        5918,
+        6265,
+        5851,
+        5949,
     ]
     assert np.bincount(tel, minlength=10).sum() == 10000
     hist = np.bincount(tr.reshape(-1), minlength=256)  # exact statistics from the histogram
@@ -245,27 +254,66 @@ def _header(blob: bytes, word: int, value: int) -> bytes:
 @pytest.mark.parametrize(
     "case, name, make, pattern",
     [
-        ("truncated gzip", "train-images-idx3-ubyte.gz",
-         lambda raw, gz: gz["train-images-idx3-ubyte"][: 3_000_000], "not a valid gzip"),
-        ("garbage gzip", "train-labels-idx1-ubyte.gz",
-         lambda raw, gz: b"<html>404 Not Found</html>", "not a valid gzip"),
-        ("wrong magic", "t10k-images-idx3-ubyte",
-         lambda raw, gz: _header(raw["t10k-images-idx3-ubyte"], 0, 0x00000801), "magic"),
-        ("wrong count", "t10k-labels-idx1-ubyte",
-         lambda raw, gz: _header(raw["t10k-labels-idx1-ubyte"], 1, 9999), "dimensions"),
-        ("wrong image size", "t10k-images-idx3-ubyte",
-         lambda raw, gz: _header(raw["t10k-images-idx3-ubyte"], 2, 27), "dimensions"),
-        ("short payload", "t10k-images-idx3-ubyte",
-         lambda raw, gz: raw["t10k-images-idx3-ubyte"][:-1], "truncated"),
-        ("extra bytes", "t10k-labels-idx1-ubyte",
-         lambda raw, gz: raw["t10k-labels-idx1-ubyte"] + b"\0", "trailing"),
-        ("only a header fragment", "t10k-labels-idx1-ubyte",
-         lambda raw, gz: raw["t10k-labels-idx1-ubyte"][:5], "header"),
-        ("label out of range", "t10k-labels-idx1-ubyte",
-         lambda raw, gz: _poke(raw["t10k-labels-idx1-ubyte"], 8 + 92, 10),
-         "outside 0..9"),
-        ("valid gzip around a short payload", "t10k-labels-idx1-ubyte.gz",
-         lambda raw, gz: gzip.compress(raw["t10k-labels-idx1-ubyte"][:-10]), "truncated"),
+        (
+            "truncated gzip",
+            "train-images-idx3-ubyte.gz",
+            lambda raw, gz: gz["train-images-idx3-ubyte"][:3_000_000],
+            "not a valid gzip",
+        ),
+        (
+            "garbage gzip",
+            "train-labels-idx1-ubyte.gz",
+            lambda raw, gz: b"<html>404 Not Found</html>",
+            "not a valid gzip",
+        ),
+        (
+            "wrong magic",
+            "t10k-images-idx3-ubyte",
+            lambda raw, gz: _header(raw["t10k-images-idx3-ubyte"], 0, 0x00000801),
+            "magic",
+        ),
+        (
+            "wrong count",
+            "t10k-labels-idx1-ubyte",
+            lambda raw, gz: _header(raw["t10k-labels-idx1-ubyte"], 1, 9999),
+            "dimensions",
+        ),
+        (
+            "wrong image size",
+            "t10k-images-idx3-ubyte",
+            lambda raw, gz: _header(raw["t10k-images-idx3-ubyte"], 2, 27),
+            "dimensions",
+        ),
+        (
+            "short payload",
+            "t10k-images-idx3-ubyte",
+            lambda raw, gz: raw["t10k-images-idx3-ubyte"][:-1],
+            "truncated",
+        ),
+        (
+            "extra bytes",
+            "t10k-labels-idx1-ubyte",
+            lambda raw, gz: raw["t10k-labels-idx1-ubyte"] + b"\0",
+            "trailing",
+        ),
+        (
+            "only a header fragment",
+            "t10k-labels-idx1-ubyte",
+            lambda raw, gz: raw["t10k-labels-idx1-ubyte"][:5],
+            "header",
+        ),
+        (
+            "label out of range",
+            "t10k-labels-idx1-ubyte",
+            lambda raw, gz: _poke(raw["t10k-labels-idx1-ubyte"], 8 + 92, 10),
+            "outside 0..9",
+        ),
+        (
+            "valid gzip around a short payload",
+            "t10k-labels-idx1-ubyte.gz",
+            lambda raw, gz: gzip.compress(raw["t10k-labels-idx1-ubyte"][:-10]),
+            "truncated",
+        ),
     ],
 )
 def test_corrupt_file(case, name, make, pattern, mnist_dir, raw_idx, tmp_path):
@@ -290,7 +338,9 @@ def test_checksum_mismatch_gz(mnist_dir, raw_idx, tmp_path):
     assert DL.MNIST_FILES["t10k-labels-idx1-ubyte"][3] in msg  # expected
     assert hashlib.sha256(blob).hexdigest() in msg  # actual
     # verify=False skips only the checksum
-    np.testing.assert_array_equal(MN.load_mnist(folder, verify=False)[3], MN.load_mnist(mnist_dir)[3])
+    np.testing.assert_array_equal(
+        MN.load_mnist(folder, verify=False)[3], MN.load_mnist(mnist_dir)[3]
+    )
 
 
 def test_checksum_mismatch_uncompressed(mnist_dir, raw_idx, tmp_path):
@@ -534,11 +584,13 @@ def test_affine_warp_identity_and_integer_shifts(some):
 
 def test_affine_warp_per_image_matrices_and_bilinear(some):
     imgs = some[:3]
-    mats = np.array([
-        [[1.0, 0, 0], [0, 1, 0]],
-        [[1.0, 0, -1], [0, 1, 0]],
-        [[1.0, 0, -0.5], [0, 1, 0]],  # half a pixel right: the mean of two neighbours
-    ])
+    mats = np.array(
+        [
+            [[1.0, 0, 0], [0, 1, 0]],
+            [[1.0, 0, -1], [0, 1, 0]],
+            [[1.0, 0, -0.5], [0, 1, 0]],  # half a pixel right: the mean of two neighbours
+        ]
+    )
     out = DI.affine_warp(imgs, mats)
     np.testing.assert_array_equal(out[0], imgs[0])
     np.testing.assert_array_equal(out[1, :, 1:], imgs[1, :, :-1])

@@ -17,7 +17,9 @@ def run_python(code: str, isa: str | None):
     env.pop("LENET_FAST_ISA", None)
     if isa is not None:
         env["LENET_FAST_ISA"] = isa
-    return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120
+    )
 
 
 @pytest.mark.parametrize("isa", lenet_fast.available_isas())
@@ -48,7 +50,9 @@ def test_set_isa_round_trip_and_errors():
         for isa in lenet_fast.available_isas():
             lenet_fast.set_isa(isa)
             assert lenet_fast.get_isa() == isa
-        with pytest.raises(ValueError, match="expected one of 'scalar', 'avx2', 'auto', got 'neon'"):
+        with pytest.raises(
+            ValueError, match="expected one of 'scalar', 'avx2', 'auto', got 'neon'"
+        ):
             lenet_fast.set_isa("neon")
         with pytest.raises(TypeError, match="name: expected a str"):
             lenet_fast.set_isa(2)

@@ -21,7 +21,9 @@ def good():
         "conv2d_forward": dict(x=z(2, 1, 32, 32), w=z(6, 1, 5, 5), b=z(6)),
         "conv2d_backward": dict(x=z(2, 1, 32, 32), w=z(6, 1, 5, 5), dy=z(2, 6, 28, 28)),
         "sparse_conv2d_forward": dict(x=z(2, 6, 14, 14), w=z(60, 5, 5), b=z(16), table=t),
-        "sparse_conv2d_backward": dict(x=z(2, 6, 14, 14), w=z(60, 5, 5), dy=z(2, 16, 10, 10), table=t),
+        "sparse_conv2d_backward": dict(
+            x=z(2, 6, 14, 14), w=z(60, 5, 5), dy=z(2, 16, 10, 10), table=t
+        ),
         "subsample_forward": dict(x=z(2, 6, 28, 28), coef=z(6), bias=z(6)),
         "subsample_backward": dict(x=z(2, 6, 28, 28), coef=z(6), dy=z(2, 6, 14, 14)),
         "linear_forward": dict(x=z(2, 120), w=z(84, 120), b=z(84)),
@@ -41,7 +43,10 @@ def test_good_arguments_give_the_reference_result(fn):
     """The arguments the error tests start from are valid: with random values in them the
     kernel runs and agrees with its NumPy twin."""
     rng = np.random.default_rng(7)
-    kw = {k: v if k == "table" else rng.uniform(-1, 1, v.shape).astype(f32) for k, v in good()[fn].items()}
+    kw = {
+        k: v if k == "table" else rng.uniform(-1, 1, v.shape).astype(f32)
+        for k, v in good()[fn].items()
+    }
     got, want = getattr(K, fn)(**kw), getattr(R, fn)(**kw)
     got, want = (got, want) if isinstance(got, tuple) else ((got,), (want,))
     assert len(got) == len(want)
@@ -50,7 +55,9 @@ def test_good_arguments_give_the_reference_result(fn):
 
 
 @pytest.mark.parametrize(("fn", "arg"), ALL)
-@pytest.mark.parametrize("bad", ["float64", "int32", "bool", "object", "list", "none", "scalar", "float16", "big_endian"])
+@pytest.mark.parametrize(
+    "bad", ["float64", "int32", "bool", "object", "list", "none", "scalar", "float16", "big_endian"]
+)
 def test_wrong_type_is_a_type_error_naming_the_argument(fn, arg, bad):
     kw = good()[fn]
     a = kw[arg]
@@ -91,22 +98,57 @@ def test_strided_view_is_rejected(fn, arg):
     [
         ("conv2d_forward", "w", (6, 2, 5, 5), r"w: expected \(K,C,R,S\) with C=1 to match x"),
         ("conv2d_forward", "b", (5,), r"b: expected \(K,\) with K=6 to match w"),
-        ("conv2d_forward", "w", (6, 1, 33, 5), r"w: kernel \(R,S\)=\(33,5\) is larger than the input x \(H,W\)=\(32,32\)"),
+        (
+            "conv2d_forward",
+            "w",
+            (6, 1, 33, 5),
+            r"w: kernel \(R,S\)=\(33,5\) is larger than the input x \(H,W\)=\(32,32\)",
+        ),
         ("conv2d_forward", "w", (6, 1, 0, 5), r"w: expected a kernel of R, S >= 1"),
         ("conv2d_forward", "w", (0, 1, 5, 5), r"w: expected K >= 1"),
-        ("conv2d_forward", "x", (2, 1, 0, 32), r"x: expected \(N,C,H,W\) float32 with C, H, W >= 1"),
-        ("conv2d_backward", "dy", (2, 6, 28, 27), r"dy: expected \(N,K,Ho,Wo\) from x and w = \(2,6,28,28\)"),
+        (
+            "conv2d_forward",
+            "x",
+            (2, 1, 0, 32),
+            r"x: expected \(N,C,H,W\) float32 with C, H, W >= 1",
+        ),
+        (
+            "conv2d_backward",
+            "dy",
+            (2, 6, 28, 27),
+            r"dy: expected \(N,K,Ho,Wo\) from x and w = \(2,6,28,28\)",
+        ),
         ("conv2d_backward", "dy", (3, 6, 28, 28), r"dy: expected"),
-        ("sparse_conv2d_forward", "w", (59, 5, 5), r"w: expected \(T,R,S\) with T=60 kernels, one per True in table"),
+        (
+            "sparse_conv2d_forward",
+            "w",
+            (59, 5, 5),
+            r"w: expected \(T,R,S\) with T=60 kernels, one per True in table",
+        ),
         ("sparse_conv2d_forward", "b", (15,), r"table: expected \(C,K\) = \(6,15\) bool"),
         ("sparse_conv2d_forward", "x", (2, 5, 14, 14), r"table: expected \(C,K\) = \(5,16\) bool"),
-        ("sparse_conv2d_forward", "w", (60, 15, 5), r"w: kernel \(R,S\)=\(15,5\) is larger than the input x"),
+        (
+            "sparse_conv2d_forward",
+            "w",
+            (60, 15, 5),
+            r"w: kernel \(R,S\)=\(15,5\) is larger than the input x",
+        ),
         ("sparse_conv2d_backward", "dy", (2, 16, 10, 9), r"dy: expected \(N,K,Ho,Wo\)"),
-        ("subsample_forward", "x", (2, 6, 27, 28), r"x: expected \(N,C,H,W\) float32 with C >= 1 and even H, W"),
+        (
+            "subsample_forward",
+            "x",
+            (2, 6, 27, 28),
+            r"x: expected \(N,C,H,W\) float32 with C >= 1 and even H, W",
+        ),
         ("subsample_forward", "x", (2, 6, 28, 7), r"even H, W"),
         ("subsample_forward", "coef", (5,), r"coef: expected \(C,\) from x = \(6,\)"),
         ("subsample_forward", "bias", (7,), r"bias: expected \(C,\) from x = \(6,\)"),
-        ("subsample_backward", "dy", (2, 6, 14, 13), r"dy: expected \(N,C,H/2,W/2\) from x = \(2,6,14,14\)"),
+        (
+            "subsample_backward",
+            "dy",
+            (2, 6, 14, 13),
+            r"dy: expected \(N,C,H/2,W/2\) from x = \(2,6,14,14\)",
+        ),
         ("linear_forward", "w", (84, 119), r"w: expected \(O,I\) with I=120 to match x"),
         ("linear_forward", "b", (83,), r"b: expected \(O,\) from w = \(84,\)"),
         ("linear_backward", "dy", (2, 83), r"dy: expected \(N,O\) from x and w = \(2,84\)"),
@@ -129,7 +171,9 @@ def test_bad_table(fn):
     with pytest.raises(TypeError, match=r"^table: expected \(C,K\) = \(6,16\) bool, got int64"):
         getattr(K, fn)(**kw)
     kw["table"] = np.array(tables.C3_TABLE).T
-    with pytest.raises(ValueError, match=r"^table: expected \(C,K\) = \(6,16\) bool .* got shape \(16,6\)"):
+    with pytest.raises(
+        ValueError, match=r"^table: expected \(C,K\) = \(6,16\) bool .* got shape \(16,6\)"
+    ):
         getattr(K, fn)(**kw)
     kw["table"] = [[True] * 16] * 6
     with pytest.raises(TypeError, match=r"^table: expected a numpy.ndarray"):
@@ -149,7 +193,9 @@ def test_a_transposed_table_view_is_read_correctly():
     x = rng.standard_normal((2, 6, 14, 14)).astype(f32)
     w = rng.standard_normal((60, 5, 5)).astype(f32)
     b = np.zeros(16, f32)
-    np.testing.assert_array_equal(K.sparse_conv2d_forward(x, w, b, view), K.sparse_conv2d_forward(x, w, b, t))
+    np.testing.assert_array_equal(
+        K.sparse_conv2d_forward(x, w, b, view), K.sparse_conv2d_forward(x, w, b, t)
+    )
 
 
 def test_misaligned_buffer_is_rejected():
@@ -160,9 +206,13 @@ def test_misaligned_buffer_is_rejected():
 
 
 def test_messages_say_what_was_passed():
-    with pytest.raises(TypeError, match=r"^x: expected a numpy.ndarray \(N,C,H,W\) float32, got list$"):
+    with pytest.raises(
+        TypeError, match=r"^x: expected a numpy.ndarray \(N,C,H,W\) float32, got list$"
+    ):
         K.conv2d_forward([[1.0]], np.zeros((6, 1, 5, 5), f32), np.zeros(6, f32))
     with pytest.raises(TypeError, match=r"got float64 array of shape \(2,1,32,32\)"):
         K.conv2d_forward(np.zeros((2, 1, 32, 32)), np.zeros((6, 1, 5, 5), f32), np.zeros(6, f32))
-    with pytest.raises(ValueError, match=r"^x: expected \(N,C,H,W\) float32, got shape \(3,6,14\)$"):
+    with pytest.raises(
+        ValueError, match=r"^x: expected \(N,C,H,W\) float32, got shape \(3,6,14\)$"
+    ):
         K.conv2d_forward(np.zeros((3, 6, 14), f32), np.zeros((6, 1, 5, 5), f32), np.zeros(6, f32))

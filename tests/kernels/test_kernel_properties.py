@@ -23,8 +23,13 @@ from lenet_fast import kernels, reference  # noqa: E402
 
 F32 = np.float32
 EXAMPLES = 150
-SETTINGS = settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None,
-                    suppress_health_check=list(HealthCheck))
+SETTINGS = settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=list(HealthCheck),
+)
 
 # widths that straddle SIMD tiles (8 floats per AVX2 register, 16 per two)
 DIM = st.sampled_from([1, 1, 2, 3, 5, 7, 8, 9, 15, 16, 17, 24, 31, 33])
@@ -68,20 +73,29 @@ def case(draw, fn):
         if fn.startswith("sparse"):
             t = rng.random((c, k)) < 0.6
             wt = values(rng, (int(t.sum()), r, s), "normal", False)
-            other = values(rng, (n, k, h - r + 1, w - s + 1), "normal", False) \
-                if fn.endswith("backward") else values(rng, (k,), "normal", False)
+            other = (
+                values(rng, (n, k, h - r + 1, w - s + 1), "normal", False)
+                if fn.endswith("backward")
+                else values(rng, (k,), "normal", False)
+            )
             return (x, wt, other, t)
         wt = values(rng, (k, c, r, s), "normal", False)
-        other = values(rng, (n, k, h - r + 1, w - s + 1), "normal", False) \
-            if fn.endswith("backward") else values(rng, (k,), "normal", False)
+        other = (
+            values(rng, (n, k, h - r + 1, w - s + 1), "normal", False)
+            if fn.endswith("backward")
+            else values(rng, (k,), "normal", False)
+        )
         return (x, wt, other)
     if fn.startswith("subsample"):
         c = draw(SMALL)
         h, w = 2 * draw(st.integers(1, 17)), 2 * draw(st.integers(1, 17))
         x = values(rng, (n, c, h, w), regime, special)
         coef = values(rng, (c,), "normal", False)
-        other = values(rng, (n, c, h // 2, w // 2), "normal", False) \
-            if fn.endswith("backward") else values(rng, (c,), "normal", False)
+        other = (
+            values(rng, (n, c, h // 2, w // 2), "normal", False)
+            if fn.endswith("backward")
+            else values(rng, (c,), "normal", False)
+        )
         return (x, coef, other)
     if fn.startswith("linear") or fn.startswith("rbf"):
         i, o = draw(DIM), draw(DIM)
@@ -119,11 +133,17 @@ def check(fn, args):
         want = getattr(reference, fn)(*args)
         bound = None
         if fn.startswith(BILINEAR):
-            absargs = [np.abs(a) if isinstance(a, np.ndarray) and a.dtype != bool else a for a in args]
+            absargs = [
+                np.abs(a) if isinstance(a, np.ndarray) and a.dtype != bool else a for a in args
+            ]
             bound = getattr(reference, fn)(*absargs)
     got = got if isinstance(got, tuple) else (got,)
     want = want if isinstance(want, tuple) else (want,)
-    bound = (bound if isinstance(bound, tuple) else (bound,)) if bound is not None else (None,) * len(want)
+    bound = (
+        (bound if isinstance(bound, tuple) else (bound,))
+        if bound is not None
+        else (None,) * len(want)
+    )
     shapes = [getattr(a, "shape", a) for a in args]
     for i, (g, w, b) in enumerate(zip(got, want, bound)):
         w = np.asarray(w, np.float64)
@@ -133,9 +153,13 @@ def check(fn, args):
             peak = float(np.abs(w[np.isfinite(w)]).max())
             if cond > max(1.0, peak):
                 # same NaN/inf checks, finite values under TOL * cond
-                assert_close(fn, g, np.where(np.isfinite(w), g, w), f"output {i} NaN/inf, shapes {shapes}")
+                assert_close(
+                    fn, g, np.where(np.isfinite(w), g, w), f"output {i} NaN/inf, shapes {shapes}"
+                )
                 err = float(np.abs(g[fin].astype(np.float64) - w[fin]).max())
-                assert err <= TOL[fn] * cond, f"{fn} output {i}: error {err:.3g} > {TOL[fn]} * {cond:.3g}, shapes {shapes}"
+                assert err <= TOL[fn] * cond, (
+                    f"{fn} output {i}: error {err:.3g} > {TOL[fn]} * {cond:.3g}, shapes {shapes}"
+                )
                 continue
         assert_close(fn, g, w, f"output {i}, shapes {shapes}")
 
@@ -161,11 +185,19 @@ del _fn
 from lenet_fast.model import LeNet5  # noqa: E402
 
 
-@settings(max_examples=12, deadline=None, derandomize=True, database=None,
-          suppress_health_check=list(HealthCheck))
-@given(seed=st.integers(0, 1000), n=st.integers(1, 4),
-       options=st.sampled_from([{}, {"loss": "mse"}, {"subsample": "sum"}, {"rbf": "trainable"}]),
-       regime=st.sampled_from(["digits", "normal", "zero", "nan"]))
+@settings(
+    max_examples=12,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=list(HealthCheck),
+)
+@given(
+    seed=st.integers(0, 1000),
+    n=st.integers(1, 4),
+    options=st.sampled_from([{}, {"loss": "mse"}, {"subsample": "sum"}, {"rbf": "trainable"}]),
+    regime=st.sampled_from(["digits", "normal", "zero", "nan"]),
+)
 def test_model_forward_and_gradients_match_the_reference_backend(isa, seed, n, options, regime):
     """LeNet5 forward and every parameter gradient, C++ kernels against the NumPy backend."""
     rng = np.random.default_rng(seed)

@@ -31,7 +31,10 @@ CONV_CASES = [
     (64, 16, 5, 5, 120, 5, 5),
     (1, 6, 14, 14, 16, 5, 5),  # C3 shape, dense
     *[(3, 2, 6, wo + 4, 3, 5, 5) for wo in EDGES],  # output widths at the edges, H != W
-    *[(1, c, 9, 8, c2, 5, 5) for c, c2 in [(1, 17), (7, 9), (8, 8), (9, 7), (15, 1), (16, 16), (17, 15)]],
+    *[
+        (1, c, 9, 8, c2, 5, 5)
+        for c, c2 in [(1, 17), (7, 9), (8, 8), (9, 7), (15, 1), (16, 16), (17, 15)]
+    ],
     (2, 3, 7, 37, 2, 5, 5),  # Wo = 33: one full 32-column block and a 1-column tail
     (2, 2, 8, 44, 3, 5, 5),  # Wo = 40: a block and one full vector
     (2, 3, 6, 62, 2, 5, 5),  # Wo = 58: a block, three vectors and a tail
@@ -50,7 +53,9 @@ def test_conv2d(isa, shape):
     x, w, b = rand(rng, n, c, h, w_), rand(rng, k, c, r, s), rand(rng, k)
     dy = rand(rng, n, k, h - r + 1, w_ - s + 1)
     assert_close("conv2d_forward", K.conv2d_forward(x, w, b), R.conv2d_forward(*f64(x, w, b)))
-    for name, got, want in zip(("dx", "dw", "db"), K.conv2d_backward(x, w, dy), R.conv2d_backward(*f64(x, w, dy))):
+    for name, got, want in zip(
+        ("dx", "dw", "db"), K.conv2d_backward(x, w, dy), R.conv2d_backward(*f64(x, w, dy))
+    ):
         assert_close("conv2d_backward", got, want, name)
 
 
@@ -83,7 +88,13 @@ def make_table(rng, spec):
     return t
 
 
-@pytest.mark.parametrize("case", SPARSE_CASES, ids=lambda s: f"{s[0]}x{s[1]}x{s[2]}-{s[3]}x{s[4]}-{s[5] if isinstance(s[5], str) else s[5][0] + str(s[5][1:])}")
+@pytest.mark.parametrize(
+    "case",
+    SPARSE_CASES,
+    ids=lambda s: (
+        f"{s[0]}x{s[1]}x{s[2]}-{s[3]}x{s[4]}-{s[5] if isinstance(s[5], str) else s[5][0] + str(s[5][1:])}"
+    ),
+)
 def test_sparse_conv2d(isa, case):
     n, h, w_, r, s, spec = case
     rng = np.random.default_rng(n * 100 + w_)
@@ -92,8 +103,11 @@ def test_sparse_conv2d(isa, case):
     t = int(table.sum())
     x, w, b = rand(rng, n, c, h, w_), rand(rng, t, r, s), rand(rng, k)
     dy = rand(rng, n, k, h - r + 1, w_ - s + 1)
-    assert_close("sparse_conv2d_forward", K.sparse_conv2d_forward(x, w, b, table),
-                 R.sparse_conv2d_forward(*f64(x, w, b), table))
+    assert_close(
+        "sparse_conv2d_forward",
+        K.sparse_conv2d_forward(x, w, b, table),
+        R.sparse_conv2d_forward(*f64(x, w, b), table),
+    )
     got = K.sparse_conv2d_backward(x, w, dy, table)
     want = R.sparse_conv2d_backward(*f64(x, w, dy), table)
     for name, g, e in zip(("dx", "dw", "db"), got, want):
@@ -117,9 +131,16 @@ def test_subsample(isa, shape):
     n, c, h, w_ = shape
     x, coef, bias = rand(rng, *shape), rand(rng, c), rand(rng, c)
     dy = rand(rng, n, c, h // 2, w_ // 2)
-    assert_close("subsample_forward", K.subsample_forward(x, coef, bias), R.subsample_forward(*f64(x, coef, bias)))
-    for name, got, want in zip(("dx", "dcoef", "dbias"), K.subsample_backward(x, coef, dy),
-                               R.subsample_backward(*f64(x, coef, dy))):
+    assert_close(
+        "subsample_forward",
+        K.subsample_forward(x, coef, bias),
+        R.subsample_forward(*f64(x, coef, bias)),
+    )
+    for name, got, want in zip(
+        ("dx", "dcoef", "dbias"),
+        K.subsample_backward(x, coef, dy),
+        R.subsample_backward(*f64(x, coef, dy)),
+    ):
         assert_close("subsample_backward", got, want, name)
 
 
@@ -139,11 +160,15 @@ def test_linear(isa, shape):
     rng = np.random.default_rng(sum(shape))
     x, w, b, dy = rand(rng, n, i), rand(rng, o, i), rand(rng, o), rand(rng, n, o)
     assert_close("linear_forward", K.linear_forward(x, w, b), R.linear_forward(*f64(x, w, b)))
-    for name, got, want in zip(("dx", "dw", "db"), K.linear_backward(x, w, dy), R.linear_backward(*f64(x, w, dy))):
+    for name, got, want in zip(
+        ("dx", "dw", "db"), K.linear_backward(x, w, dy), R.linear_backward(*f64(x, w, dy))
+    ):
         assert_close("linear_backward", got, want, name)
 
 
-@pytest.mark.parametrize("shape", [(0,), (1,), (7,), (8,), (9,), (15,), (16,), (17,), (3, 6, 28, 28), (5000,), ()])
+@pytest.mark.parametrize(
+    "shape", [(0,), (1,), (7,), (8,), (9,), (15,), (16,), (17,), (3, 6, 28, 28), (5000,), ()]
+)
 def test_squash(isa, shape):
     rng = np.random.default_rng(len(shape))
     a = np.asarray(rand(rng, *shape, scale=6.0))
@@ -155,20 +180,29 @@ def test_squash(isa, shape):
 
 def test_squash_whole_range(isa):
     """Every part of the AVX2 rational tanh: tiny, mid, clamped, and the paper's f(+-1) = +-1."""
-    a = np.concatenate([
-        np.linspace(-30, 30, 200_001), np.geomspace(1e-30, 1e-2, 1000), -np.geomspace(1e-30, 1e-2, 1000),
-        [0.0, -0.0, 1.0, -1.0, 11.85, 11.86, 3e38, -3e38],
-    ]).astype(np.float32)
+    a = np.concatenate(
+        [
+            np.linspace(-30, 30, 200_001),
+            np.geomspace(1e-30, 1e-2, 1000),
+            -np.geomspace(1e-30, 1e-2, 1000),
+            [0.0, -0.0, 1.0, -1.0, 11.85, 11.86, 3e38, -3e38],
+        ]
+    ).astype(np.float32)
     y = K.squash_forward(a)
     assert_close("squash_forward", y, R.squash_forward(a.astype(np.float64)))
     assert abs(y[-8 + 2] - 1.0) < 1e-4 and abs(y[-8 + 3] + 1.0) < 1e-4
     assert np.all(np.abs(y) <= R.SQUASH_A), "|f(a)| must never exceed A"
     # non-decreasing, up to the few-ulp wiggles of a rational approximation near +-A
-    assert np.all(np.diff(y[:200_001]) >= -8 * np.spacing(np.float32(R.SQUASH_A))), "f must not decrease"
+    assert np.all(np.diff(y[:200_001]) >= -8 * np.spacing(np.float32(R.SQUASH_A))), (
+        "f must not decrease"
+    )
 
 
-@pytest.mark.parametrize("shape", [(3, 10, 84), (64, 10, 84), *[(3, m, j) for m, j in zip(EDGES, EDGES)], (2, 17, 33)],
-                         ids=lambda s: "x".join(map(str, s)))
+@pytest.mark.parametrize(
+    "shape",
+    [(3, 10, 84), (64, 10, 84), *[(3, m, j) for m, j in zip(EDGES, EDGES)], (2, 17, 33)],
+    ids=lambda s: "x".join(map(str, s)),
+)
 def test_rbf(isa, shape):
     n, m, j = shape
     rng = np.random.default_rng(sum(shape))
@@ -176,7 +210,9 @@ def test_rbf(isa, shape):
     c = np.array(tables.RBF_CODES) if (m, j) == (10, 84) else rand(rng, m, j)
     dy = rand(rng, n, m)
     assert_close("rbf_forward", K.rbf_forward(x, c), R.rbf_forward(*f64(x, c)))
-    for name, got, want in zip(("dx", "dc"), K.rbf_backward(x, c, dy), R.rbf_backward(*f64(x, c, dy))):
+    for name, got, want in zip(
+        ("dx", "dc"), K.rbf_backward(x, c, dy), R.rbf_backward(*f64(x, c, dy))
+    ):
         assert_close("rbf_backward", got, want, name)
 
 
@@ -186,9 +222,18 @@ def test_lenet_forward_pass_matches_reference(isa):
     n = 7
     u = lambda fan_in, *shape: rand(rng, *shape, scale=2.4 / fan_in)  # noqa: E731  (Appendix A)
     p = dict(
-        c1w=u(25, 6, 1, 5, 5), c1b=u(25, 6), s2c=u(4, 6), s2b=u(4, 6),
-        c3w=u(75, 60, 5, 5), c3b=u(75, 16), s4c=u(4, 16), s4b=u(4, 16),
-        c5w=u(400, 120, 16, 5, 5), c5b=u(400, 120), f6w=u(120, 84, 120), f6b=u(120, 84),
+        c1w=u(25, 6, 1, 5, 5),
+        c1b=u(25, 6),
+        s2c=u(4, 6),
+        s2b=u(4, 6),
+        c3w=u(75, 60, 5, 5),
+        c3b=u(75, 16),
+        s4c=u(4, 16),
+        s4b=u(4, 16),
+        c5w=u(400, 120, 16, 5, 5),
+        c5b=u(400, 120),
+        f6w=u(120, 84, 120),
+        f6b=u(120, 84),
     )
     x = rand(rng, n, 1, 32, 32)
 
@@ -208,7 +253,9 @@ def test_lenet_forward_pass_matches_reference(isa):
     assert got.shape == (n, 10)
 
 
-@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")  # NumPy's, on purpose
+@pytest.mark.filterwarnings(
+    "ignore:invalid value encountered:RuntimeWarning"
+)  # NumPy's, on purpose
 @pytest.mark.parametrize("kernel", ["conv", "sparse", "subsample", "linear", "squash", "rbf"])
 def test_nan_and_inf_propagate_as_the_maths_says(isa, kernel):
     """NaN/inf inputs give NaN/inf exactly where the float64 reference does (a SIMD tail
@@ -234,13 +281,21 @@ def test_nan_and_inf_propagate_as_the_maths_says(isa, kernel):
         t = np.array(tables.C3_TABLE)
         x, w, b = poison(rand(rng, 2, 6, 14, 14)), rand(rng, 60, 5, 5), rand(rng, 16)
         dy = poison(rand(rng, 2, 16, 10, 10), 1)
-        assert_close("sparse_conv2d_forward", K.sparse_conv2d_forward(x, w, b, t), R.sparse_conv2d_forward(*f64(x, w, b), t))
-        for g, e in zip(K.sparse_conv2d_backward(x, w, dy, t), R.sparse_conv2d_backward(*f64(x, w, dy), t)):
+        assert_close(
+            "sparse_conv2d_forward",
+            K.sparse_conv2d_forward(x, w, b, t),
+            R.sparse_conv2d_forward(*f64(x, w, b), t),
+        )
+        for g, e in zip(
+            K.sparse_conv2d_backward(x, w, dy, t), R.sparse_conv2d_backward(*f64(x, w, dy), t)
+        ):
             assert_close("sparse_conv2d_backward", g, e)
     elif kernel == "subsample":
         x, c, b = poison(rand(rng, 2, 3, 6, 34)), rand(rng, 3), rand(rng, 3)
         dy = rand(rng, 2, 3, 3, 17)
-        assert_close("subsample_forward", K.subsample_forward(x, c, b), R.subsample_forward(*f64(x, c, b)))
+        assert_close(
+            "subsample_forward", K.subsample_forward(x, c, b), R.subsample_forward(*f64(x, c, b))
+        )
         for g, e in zip(K.subsample_backward(x, c, dy), R.subsample_backward(*f64(x, c, dy))):
             assert_close("subsample_backward", g, e)
     elif kernel == "linear":
@@ -270,15 +325,22 @@ def test_empty_batch(isa):
     assert dx.shape == x.shape and not dw.any() and not db.any()
     tw = np.ones((60, 5, 5), np.float32)
     assert K.sparse_conv2d_forward(x, tw, b, tables.C3_TABLE).shape == (0, 16, 10, 10)
-    dx, dw, db = K.sparse_conv2d_backward(x, tw, np.zeros((0, 16, 10, 10), np.float32), tables.C3_TABLE)
+    dx, dw, db = K.sparse_conv2d_backward(
+        x, tw, np.zeros((0, 16, 10, 10), np.float32), tables.C3_TABLE
+    )
     assert dx.shape == x.shape and not dw.any() and not db.any()
     c6 = np.ones(6, np.float32)
     assert K.subsample_forward(x, c6, c6).shape == (0, 6, 7, 7)
     dx, dc, dbias = K.subsample_backward(x, c6, np.zeros((0, 6, 7, 7), np.float32))
     assert dx.shape == x.shape and not dc.any() and not dbias.any()
     x2 = np.zeros((0, 120), np.float32)
-    assert K.linear_forward(x2, np.ones((84, 120), np.float32), np.ones(84, np.float32)).shape == (0, 84)
-    dx, dw, db = K.linear_backward(x2, np.ones((84, 120), np.float32), np.zeros((0, 84), np.float32))
+    assert K.linear_forward(x2, np.ones((84, 120), np.float32), np.ones(84, np.float32)).shape == (
+        0,
+        84,
+    )
+    dx, dw, db = K.linear_backward(
+        x2, np.ones((84, 120), np.float32), np.zeros((0, 84), np.float32)
+    )
     assert dx.shape == (0, 120) and not dw.any() and not db.any()
     x3 = np.zeros((0, 84), np.float32)
     assert K.rbf_forward(x3, tables.RBF_CODES).shape == (0, 10)

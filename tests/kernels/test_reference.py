@@ -164,11 +164,15 @@ def _sparse_data(seed: int, table: npt.NDArray[np.bool_], n: int, h: int, wd: in
 @pytest.mark.parametrize("shape", CONV_SHAPES)
 def test_conv2d_forward_matches_loops(shape: tuple[int, ...]) -> None:
     x, w, b, _ = _conv_data(1, *shape)
-    np.testing.assert_allclose(ref.conv2d_forward(x, w, b), naive_conv(x, w, b), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(
+        ref.conv2d_forward(x, w, b), naive_conv(x, w, b), rtol=1e-12, atol=1e-12
+    )
 
 
 @pytest.mark.parametrize(("table", "n", "h", "wd", "r", "s"), SPARSE_CASES)
-def test_sparse_conv2d_forward_matches_loops(table, n: int, h: int, wd: int, r: int, s: int) -> None:
+def test_sparse_conv2d_forward_matches_loops(
+    table, n: int, h: int, wd: int, r: int, s: int
+) -> None:
     x, w, b, _ = _sparse_data(2, table, n, h, wd, r, s)
     got = ref.sparse_conv2d_forward(x, w, b, table)
     np.testing.assert_allclose(got, naive_sparse_conv(x, w, b, table), rtol=1e-12, atol=1e-12)
@@ -211,10 +215,14 @@ def test_subsample_forward_matches_loops(shape: tuple[int, ...]) -> None:
 def test_linear_and_rbf_forward_match_loops() -> None:
     g = _rng(6)
     x, w, b = g.standard_normal((3, 5)), g.standard_normal((4, 5)), g.standard_normal(4)
-    want = np.array([[b[o] + sum(w[o, i] * x[n, i] for i in range(5)) for o in range(4)] for n in range(3)])
+    want = np.array(
+        [[b[o] + sum(w[o, i] * x[n, i] for i in range(5)) for o in range(4)] for n in range(3)]
+    )
     np.testing.assert_allclose(ref.linear_forward(x, w, b), want, rtol=1e-12, atol=1e-12)
     c = g.standard_normal((4, 5))
-    want = np.array([[sum((x[n, j] - c[i, j]) ** 2 for j in range(5)) for i in range(4)] for n in range(3)])
+    want = np.array(
+        [[sum((x[n, j] - c[i, j]) ** 2 for j in range(5)) for i in range(4)] for n in range(3)]
+    )
     np.testing.assert_allclose(ref.rbf_forward(x, c), want, rtol=1e-12, atol=1e-12)
 
 
@@ -243,10 +251,14 @@ def test_conv2d_backward_finite_differences(shape: tuple[int, ...]) -> None:
 
 
 @pytest.mark.parametrize(("table", "n", "h", "wd", "r", "s"), SPARSE_CASES)
-def test_sparse_conv2d_backward_finite_differences(table, n: int, h: int, wd: int, r: int, s: int) -> None:
+def test_sparse_conv2d_backward_finite_differences(
+    table, n: int, h: int, wd: int, r: int, s: int
+) -> None:
     x, w, b, dy = _sparse_data(11, table, n, h, wd, r, s)
     dx, dw, db = ref.sparse_conv2d_backward(x, w, dy, table)
-    check_grads(lambda x_, w_, b_: ref.sparse_conv2d_forward(x_, w_, b_, table), [x, w, b], [dx, dw, db], dy)
+    check_grads(
+        lambda x_, w_, b_: ref.sparse_conv2d_forward(x_, w_, b_, table), [x, w, b], [dx, dw, db], dy
+    )
 
 
 def test_sparse_conv2d_backward_unconnected_input_gets_no_gradient() -> None:
@@ -306,7 +318,11 @@ def _all_calls() -> list[tuple[str, Callable[..., Any], list[Array]]]:
     t = SMALL_TABLE
     return [
         ("conv2d_forward", ref.conv2d_forward, [arr(2, 3, 6, 4), arr(2, 3, 3, 3), arr(2)]),
-        ("conv2d_backward", ref.conv2d_backward, [arr(2, 3, 6, 4), arr(2, 3, 3, 3), arr(2, 2, 4, 2)]),
+        (
+            "conv2d_backward",
+            ref.conv2d_backward,
+            [arr(2, 3, 6, 4), arr(2, 3, 3, 3), arr(2, 2, 4, 2)],
+        ),
         (
             "sparse_conv2d_forward",
             lambda x, w, b: ref.sparse_conv2d_forward(x, w, b, t),
@@ -377,50 +393,137 @@ _W5 = Z((16, 6, 5, 5))
 
 INVALID_CALLS = [
     # id, function, arguments, regex the ValueError message must match
-    ("conv-x-ndim", ref.conv2d_forward, (Z((6, 8, 7)), _W5, Z(16)), r"^x: expected \(N,C,H,W\), got \(6,8,7\)$"),
-    ("conv-w-channels", ref.conv2d_forward, (_X, Z((16, 3, 5, 5)), Z(16)),
-     r"^w: expected \(K,C,R,S\) with C=6 to match x, got \(16,3,5,5\)$"),
-    ("conv-kernel-too-tall", ref.conv2d_forward, (_X, Z((16, 6, 9, 5)), Z(16)),
-     r"^w: expected \(K,C,R,S\) with 1<=R<=H=8"),
+    (
+        "conv-x-ndim",
+        ref.conv2d_forward,
+        (Z((6, 8, 7)), _W5, Z(16)),
+        r"^x: expected \(N,C,H,W\), got \(6,8,7\)$",
+    ),
+    (
+        "conv-w-channels",
+        ref.conv2d_forward,
+        (_X, Z((16, 3, 5, 5)), Z(16)),
+        r"^w: expected \(K,C,R,S\) with C=6 to match x, got \(16,3,5,5\)$",
+    ),
+    (
+        "conv-kernel-too-tall",
+        ref.conv2d_forward,
+        (_X, Z((16, 6, 9, 5)), Z(16)),
+        r"^w: expected \(K,C,R,S\) with 1<=R<=H=8",
+    ),
     ("conv-kernel-too-wide", ref.conv2d_forward, (_X, Z((16, 6, 5, 8)), Z(16)), r"S<=W=7"),
-    ("conv-b", ref.conv2d_forward, (_X, _W5, Z(15)), r"^b: expected \(K,\) with K=16 to match w, got \(15,\)$"),
-    ("conv-dy", ref.conv2d_backward, (_X, _W5, Z((2, 16, 4, 4))),
-     r"^dy: expected \(N,K,H-R\+1,W-S\+1\) = \(2,16,4,3\)"),
-    ("sparse-count", ref.sparse_conv2d_forward, (_X, Z((59, 5, 5)), Z(16), _T),
-     r"^w: expected \(T,R,S\) with T=60 connections in table, got \(59,5,5\)$"),
-    ("sparse-table-rows", ref.sparse_conv2d_forward, (_X, Z((60, 5, 5)), Z(16), _T[:3]),
-     r"^table: expected \(C,K\) with C=6 to match x, got \(3,16\)$"),
-    ("sparse-table-ndim", ref.sparse_conv2d_forward, (_X, Z((60, 5, 5)), Z(16), _T[0]),
-     r"^table: expected \(C,K\), got \(16,\)$"),
-    ("sparse-b", ref.sparse_conv2d_forward, (_X, Z((60, 5, 5)), Z(6), _T),
-     r"^b: expected \(K,\) with K=16 to match table"),
-    ("sparse-kernel-too-tall", ref.sparse_conv2d_backward, (_X, Z((60, 9, 5)), Z((2, 16, 1, 3)), _T),
-     r"^w: expected \(T,R,S\) with 1<=R<=H=8"),
-    ("subsample-odd-h", ref.subsample_forward, (Z((1, 2, 5, 4)), Z(2), Z(2)),
-     r"^x: expected \(N,C,H,W\) with H and W even, got \(1,2,5,4\)$"),
+    (
+        "conv-b",
+        ref.conv2d_forward,
+        (_X, _W5, Z(15)),
+        r"^b: expected \(K,\) with K=16 to match w, got \(15,\)$",
+    ),
+    (
+        "conv-dy",
+        ref.conv2d_backward,
+        (_X, _W5, Z((2, 16, 4, 4))),
+        r"^dy: expected \(N,K,H-R\+1,W-S\+1\) = \(2,16,4,3\)",
+    ),
+    (
+        "sparse-count",
+        ref.sparse_conv2d_forward,
+        (_X, Z((59, 5, 5)), Z(16), _T),
+        r"^w: expected \(T,R,S\) with T=60 connections in table, got \(59,5,5\)$",
+    ),
+    (
+        "sparse-table-rows",
+        ref.sparse_conv2d_forward,
+        (_X, Z((60, 5, 5)), Z(16), _T[:3]),
+        r"^table: expected \(C,K\) with C=6 to match x, got \(3,16\)$",
+    ),
+    (
+        "sparse-table-ndim",
+        ref.sparse_conv2d_forward,
+        (_X, Z((60, 5, 5)), Z(16), _T[0]),
+        r"^table: expected \(C,K\), got \(16,\)$",
+    ),
+    (
+        "sparse-b",
+        ref.sparse_conv2d_forward,
+        (_X, Z((60, 5, 5)), Z(6), _T),
+        r"^b: expected \(K,\) with K=16 to match table",
+    ),
+    (
+        "sparse-kernel-too-tall",
+        ref.sparse_conv2d_backward,
+        (_X, Z((60, 9, 5)), Z((2, 16, 1, 3)), _T),
+        r"^w: expected \(T,R,S\) with 1<=R<=H=8",
+    ),
+    (
+        "subsample-odd-h",
+        ref.subsample_forward,
+        (Z((1, 2, 5, 4)), Z(2), Z(2)),
+        r"^x: expected \(N,C,H,W\) with H and W even, got \(1,2,5,4\)$",
+    ),
     ("subsample-odd-w", ref.subsample_forward, (Z((1, 2, 4, 3)), Z(2), Z(2)), r"H and W even"),
-    ("subsample-coef", ref.subsample_forward, (Z((1, 2, 4, 4)), Z(3), Z(2)),
-     r"^coef: expected \(C,\) with C=2 to match x, got \(3,\)$"),
-    ("subsample-bias", ref.subsample_forward, (Z((1, 2, 4, 4)), Z(2), Z(1)),
-     r"^bias: expected \(C,\) with C=2 to match x, got \(1,\)$"),
-    ("subsample-dy", ref.subsample_backward, (Z((1, 2, 4, 4)), Z(2), Z((1, 2, 4, 4))),
-     r"^dy: expected \(N,C,H/2,W/2\) = \(1,2,2,2\)"),
-    ("linear-w", ref.linear_forward, (Z((3, 5)), Z((4, 6)), Z(4)),
-     r"^w: expected \(O,I\) with I=5 to match x, got \(4,6\)$"),
-    ("linear-b", ref.linear_forward, (Z((3, 5)), Z((4, 5)), Z((1, 4))), r"^b: expected \(O,\), got \(1,4\)$"),
-    ("linear-dy", ref.linear_backward, (Z((3, 5)), Z((4, 5)), Z((3, 5))), r"^dy: expected \(N,O\) = \(3,4\)"),
-    ("squash-dy", ref.squash_backward, (Z((2, 3)), Z((3, 2))),
-     r"^dy: expected shape \(2,3\) to match y, got \(3,2\)$"),
-    ("rbf-c", ref.rbf_forward, (Z((3, 84)), Z((10, 83))),
-     r"^c: expected \(M,J\) with J=84 to match x, got \(10,83\)$"),
-    ("rbf-dy", ref.rbf_backward, (Z((3, 84)), Z((10, 84)), Z((10, 3))), r"^dy: expected \(N,M\) = \(3,10\)"),
+    (
+        "subsample-coef",
+        ref.subsample_forward,
+        (Z((1, 2, 4, 4)), Z(3), Z(2)),
+        r"^coef: expected \(C,\) with C=2 to match x, got \(3,\)$",
+    ),
+    (
+        "subsample-bias",
+        ref.subsample_forward,
+        (Z((1, 2, 4, 4)), Z(2), Z(1)),
+        r"^bias: expected \(C,\) with C=2 to match x, got \(1,\)$",
+    ),
+    (
+        "subsample-dy",
+        ref.subsample_backward,
+        (Z((1, 2, 4, 4)), Z(2), Z((1, 2, 4, 4))),
+        r"^dy: expected \(N,C,H/2,W/2\) = \(1,2,2,2\)",
+    ),
+    (
+        "linear-w",
+        ref.linear_forward,
+        (Z((3, 5)), Z((4, 6)), Z(4)),
+        r"^w: expected \(O,I\) with I=5 to match x, got \(4,6\)$",
+    ),
+    (
+        "linear-b",
+        ref.linear_forward,
+        (Z((3, 5)), Z((4, 5)), Z((1, 4))),
+        r"^b: expected \(O,\), got \(1,4\)$",
+    ),
+    (
+        "linear-dy",
+        ref.linear_backward,
+        (Z((3, 5)), Z((4, 5)), Z((3, 5))),
+        r"^dy: expected \(N,O\) = \(3,4\)",
+    ),
+    (
+        "squash-dy",
+        ref.squash_backward,
+        (Z((2, 3)), Z((3, 2))),
+        r"^dy: expected shape \(2,3\) to match y, got \(3,2\)$",
+    ),
+    (
+        "rbf-c",
+        ref.rbf_forward,
+        (Z((3, 84)), Z((10, 83))),
+        r"^c: expected \(M,J\) with J=84 to match x, got \(10,83\)$",
+    ),
+    (
+        "rbf-dy",
+        ref.rbf_backward,
+        (Z((3, 84)), Z((10, 84)), Z((10, 3))),
+        r"^dy: expected \(N,M\) = \(3,10\)",
+    ),
 ]
 
 
 @pytest.mark.parametrize(
     ("fn", "args", "match"), [pytest.param(fn, args, m, id=i) for i, fn, args, m in INVALID_CALLS]
 )
-def test_invalid_shapes_raise_value_error(fn: Callable[..., Any], args: tuple[Any, ...], match: str) -> None:
+def test_invalid_shapes_raise_value_error(
+    fn: Callable[..., Any], args: tuple[Any, ...], match: str
+) -> None:
     with pytest.raises(ValueError, match=match):
         fn(*args)
 

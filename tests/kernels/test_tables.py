@@ -43,7 +43,9 @@ def test_c3_maps_6_to_11_read_four_contiguous(k: int) -> None:
     assert _inputs_of(k) == _cyclic_run(k - 6, 4)
 
 
-@pytest.mark.parametrize(("k", "expected"), [(12, {0, 1, 3, 4}), (13, {1, 2, 4, 5}), (14, {0, 2, 3, 5})])
+@pytest.mark.parametrize(
+    ("k", "expected"), [(12, {0, 1, 3, 4}), (13, {1, 2, 4, 5}), (14, {0, 2, 3, 5})]
+)
 def test_c3_maps_12_to_14_read_four_discontinuous(k: int, expected: set[int]) -> None:
     got = _inputs_of(k)
     assert got == expected
@@ -55,7 +57,12 @@ def test_c3_map_15_reads_all() -> None:
 
 
 def test_c3_parameter_and_connection_counts() -> None:
-    n_kernels, kernel_area, n_maps, map_area = int(C3_TABLE.sum()), 5 * 5, C3_TABLE.shape[1], 10 * 10
+    n_kernels, kernel_area, n_maps, map_area = (
+        int(C3_TABLE.sum()),
+        5 * 5,
+        C3_TABLE.shape[1],
+        10 * 10,
+    )
     params = n_kernels * kernel_area + n_maps  # one 5x5 kernel per connection + one bias per map
     assert params == 60 * 25 + 16 == 1_516
     assert params * map_area == 151_600  # SPEC section 2

@@ -40,9 +40,12 @@ while True:
 
 
 def same_model(a: LeNet5, b: LeNet5) -> bool:
-    return (a.options == b.options and a.codes.tobytes() == b.codes.tobytes()
-            and list(a.params) == list(b.params)
-            and all(a.params[k].tobytes() == b.params[k].tobytes() for k in a.params))
+    return (
+        a.options == b.options
+        and a.codes.tobytes() == b.codes.tobytes()
+        and list(a.params) == list(b.params)
+        and all(a.params[k].tobytes() == b.params[k].tobytes() for k in a.params)
+    )
 
 
 @pytest.mark.slow
@@ -53,8 +56,12 @@ def test_sigkill_during_save_leaves_a_readable_checkpoint(tmp_path):
     rng = np.random.default_rng(0)
     kills = 30
     for _ in range(kills):
-        child = subprocess.Popen([sys.executable, "-c", CHILD, str(path)], stdout=subprocess.PIPE,
-                                 stderr=subprocess.PIPE, text=True)
+        child = subprocess.Popen(
+            [sys.executable, "-c", CHILD, str(path)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         try:
             assert child.stdout.readline().strip() == "ready", child.stderr.read()
             time.sleep(float(rng.uniform(0.0, 0.05)))
@@ -84,12 +91,15 @@ def test_failure_at_each_step_keeps_the_previous_file(tmp_path, monkeypatch, sta
     real_savez = np.savez
 
     if stage == "write_half":
+
         def savez(f, **arrays):  # the writer dies halfway through the archive
             import io
+
             buf = io.BytesIO()
             real_savez(buf, **arrays)
             f.write(buf.getvalue()[: len(buf.getvalue()) // 2])
             raise Boom("disk full halfway")
+
         monkeypatch.setattr(np, "savez", savez)
     elif stage == "flush":
         real_fdopen = os.fdopen
@@ -116,8 +126,10 @@ def test_failure_at_each_step_keeps_the_previous_file(tmp_path, monkeypatch, sta
     elif stage == "replace":
         monkeypatch.setattr(os, "replace", lambda a, b: (_ for _ in ()).throw(Boom("rename")))
     else:
+
         def savez(f, **arrays):
             raise KeyboardInterrupt
+
         monkeypatch.setattr(np, "savez", savez)
     exc = KeyboardInterrupt if stage == "interrupt" else (Boom, OSError)
     with pytest.raises(exc):
@@ -133,14 +145,19 @@ def saved(tmp_path_factory):
     d = tmp_path_factory.mktemp("durable")
     model = LeNet5(seed=8, rbf="trainable")
     model.params["rbf.c"] += 0.25
-    path = model.save(d / "m.npz", history=[{"pass": 1, "test_error": 0.01}], train_state={"pass": 1})
+    path = model.save(
+        d / "m.npz", history=[{"pass": 1, "test_error": 0.01}], train_state={"pass": 1}
+    )
     raw = path.read_bytes()
     # the byte range of each member in the archive: every region gets flips
     regions = {}
     with zipfile.ZipFile(path) as z:
         for info in z.infolist():
             start = info.header_offset
-            regions[info.filename] = (start, start + 30 + len(info.filename) + len(info.extra) + info.compress_size)
+            regions[info.filename] = (
+                start,
+                start + 30 + len(info.filename) + len(info.extra) + info.compress_size,
+            )
     regions["central directory"] = (max(e for _, e in regions.values()), len(raw))
     return d, model, raw, regions
 
@@ -158,8 +175,9 @@ def _check_rejected_or_same(path, model, what):
         # refused, but not with ValueError: test_damaged_files_raise_only_value_error
         ESCAPED.append(f"{what}: {type(e).__name__}: {e}".splitlines()[0])
         return "rejected"
-    assert same_model(back, model) and back.history == [{"pass": 1, "test_error": 0.01}], \
+    assert same_model(back, model) and back.history == [{"pass": 1, "test_error": 0.01}], (
         f"{what}: loaded as a different model"
+    )
     return "same"
 
 
@@ -172,8 +190,11 @@ def test_bit_flips_everywhere_are_rejected(saved):
     path = d / "flip.npz"
     for name, (lo, hi) in regions.items():
         # every byte of the small members and of the headers, 40 spread over each large member
-        offsets = range(lo, hi) if hi - lo <= 300 else \
-            sorted(set(range(lo, lo + 130)) | set(rng.integers(lo, hi, 40).tolist()))
+        offsets = (
+            range(lo, hi)
+            if hi - lo <= 300
+            else sorted(set(range(lo, lo + 130)) | set(rng.integers(lo, hi, 40).tolist()))
+        )
         for off in offsets:
             b = bytearray(raw)
             b[off] ^= 1 << int(rng.integers(8))
@@ -218,7 +239,9 @@ def test_damaged_files_raise_only_value_error(saved, tmp_path):
 def test_truncation_at_every_length_is_rejected(saved):
     d, model, raw, regions = saved
     path = d / "trunc.npz"
-    cuts = sorted(set(range(0, 600)) | set(range(0, len(raw), 997)) | set(range(len(raw) - 600, len(raw))))
+    cuts = sorted(
+        set(range(0, 600)) | set(range(0, len(raw), 997)) | set(range(len(raw) - 600, len(raw)))
+    )
     for n in cuts:
         path.write_bytes(raw[:n])
         with pytest.raises(ValueError, match="trunc.npz"):
@@ -239,10 +262,14 @@ def test_foreign_files_are_rejected(tmp_path):
     (tmp_path / "empty.npz").write_bytes(b"")
     (tmp_path / "random.npz").write_bytes(cases["random.npz"])
     np.save(tmp_path / "npy.npz", np.zeros(3))
-    os.replace(tmp_path / "npy.npz.npy", tmp_path / "npy.npz") if (tmp_path / "npy.npz.npy").exists() else None
+    os.replace(tmp_path / "npy.npz.npy", tmp_path / "npy.npz") if (
+        tmp_path / "npy.npz.npy"
+    ).exists() else None
     with zipfile.ZipFile(tmp_path / "zip_of_text.npz", "w") as z:
         z.writestr("meta.npy", "hello")
-    np.savez(tmp_path / "other_npz.npz", meta=np.array('{"format": "something.else"}'), x=np.zeros(2))
+    np.savez(
+        tmp_path / "other_npz.npz", meta=np.array('{"format": "something.else"}'), x=np.zeros(2)
+    )
     np.savez(tmp_path / "pickled.npz", meta=np.array([{"format": mod.FORMAT}], dtype=object))
     np.savez(tmp_path / "json_meta.npz", meta=np.array("[1, 2, 3]"))
     # a lenet_fast file whose parameters were swapped for others of the wrong shape

@@ -24,7 +24,15 @@ def inputs(n, seed=0, dtype=np.float32):
 
 def test_parameter_counts_are_the_papers():
     m = LeNet5()
-    assert m.num_parameters() == {"C1": 156, "S2": 12, "C3": 1516, "S4": 32, "C5": 48120, "F6": 10164, "total": 60000}
+    assert m.num_parameters() == {
+        "C1": 156,
+        "S2": 12,
+        "C3": 1516,
+        "S4": 32,
+        "C5": 48120,
+        "F6": 10164,
+        "total": 60000,
+    }
     t = LeNet5(rbf="trainable").num_parameters()
     assert t["RBF"] == 840 and t["total"] == 60840
 
@@ -55,7 +63,10 @@ def test_initialisation_ranges_follow_appendix_a(subsample):
         assert np.abs(m.params["c3.b"][k]) <= 2.4 / f
         t0 += nk
     # same seed, same weights; another seed, other weights
-    assert all(np.array_equal(a, LeNet5(seed=3, subsample=subsample).params[k]) for k, a in m.params.items())
+    assert all(
+        np.array_equal(a, LeNet5(seed=3, subsample=subsample).params[k])
+        for k, a in m.params.items()
+    )
     assert not np.array_equal(m.params["c5.w"], LeNet5(seed=4, subsample=subsample).params["c5.w"])
 
 
@@ -87,7 +98,9 @@ def test_forward_matches_the_reference_backend():
         pytest.param(dict(loss="mse"), id="mse", marks=pytest.mark.slow),
         pytest.param(dict(loss="map"), id="map"),
         pytest.param(dict(subsample="mean"), id="mean-subsampling", marks=pytest.mark.slow),
-        pytest.param(dict(rbf="trainable", loss="map", map_j=3.0), id="trainable-rbf", marks=pytest.mark.slow),
+        pytest.param(
+            dict(rbf="trainable", loss="map", map_j=3.0), id="trainable-rbf", marks=pytest.mark.slow
+        ),
     ],
 )
 def test_full_backward_against_central_differences(options):
@@ -111,7 +124,12 @@ def test_full_backward_against_central_differences(options):
             flat[i] = old
             numeric = (up - down) / (2 * step)
             analytic = grads[name].reshape(-1)[i]
-            assert abs(numeric - analytic) <= 1e-6 + 1e-5 * abs(numeric), (name, i, numeric, analytic)
+            assert abs(numeric - analytic) <= 1e-6 + 1e-5 * abs(numeric), (
+                name,
+                i,
+                numeric,
+                analytic,
+            )
 
 
 def test_hessian_diagonal_last_layers_by_hand():
@@ -126,12 +144,18 @@ def test_hessian_diagonal_last_layers_by_hand():
     _, (x0, h1, h2, h3, h4, h5, h6) = m._forward(x)
     fp = lambda y: (S / A) * (A * A - y * y)  # noqa: E731  f'(a) from y = f(a)
     ha6 = fp(h6) ** 2 * 2.0  # (N,84)
-    np.testing.assert_allclose(h["f6.w"], (ha6[:, :, None] * h5[:, None, :] ** 2).mean(axis=0), rtol=1e-10)
+    np.testing.assert_allclose(
+        h["f6.w"], (ha6[:, :, None] * h5[:, None, :] ** 2).mean(axis=0), rtol=1e-10
+    )
     np.testing.assert_allclose(h["f6.b"], ha6.mean(axis=0), rtol=1e-10)
     ha5 = fp(h5) ** 2 * (ha6 @ m.params["f6.w"] ** 2)  # (N,120)
     np.testing.assert_allclose(h["c5.b"], ha5.mean(axis=0), rtol=1e-10)
     x5 = h4.reshape(4, 400)
-    np.testing.assert_allclose(h["c5.w"].reshape(120, 400), (ha5[:, :, None] * x5[:, None, :] ** 2).mean(axis=0), rtol=1e-10)
+    np.testing.assert_allclose(
+        h["c5.w"].reshape(120, 400),
+        (ha5[:, :, None] * x5[:, None, :] ** 2).mean(axis=0),
+        rtol=1e-10,
+    )
 
 
 def test_cpp_backend_matches_reference_after_one_sdlm_step():
@@ -142,12 +166,16 @@ def test_cpp_backend_matches_reference_after_one_sdlm_step():
     labels = np.arange(8) % 10
     hf, hr = fast.hessian_diagonal(x, labels), ref.hessian_diagonal(x, labels)
     for name in hf:
-        np.testing.assert_allclose(hf[name], hr[name], rtol=1e-4, atol=1e-6 * np.abs(hr[name]).max(), err_msg=name)
+        np.testing.assert_allclose(
+            hf[name], hr[name], rtol=1e-4, atol=1e-6 * np.abs(hr[name]).max(), err_msg=name
+        )
     for m, hd in ((fast, hf), (ref, hr)):
         _, g, _ = m.gradients(x[:1], labels[:1])
         apply_update(m.params, sdlm_steps(hd, 5e-4, 0.02), g)
     for name in fast.params:
-        np.testing.assert_allclose(fast.params[name], ref.params[name], rtol=1e-5, atol=1e-6, err_msg=name)
+        np.testing.assert_allclose(
+            fast.params[name], ref.params[name], rtol=1e-5, atol=1e-6, err_msg=name
+        )
 
 
 def test_map_loss_value_and_gradient():
@@ -171,10 +199,14 @@ def test_map_loss_value_and_gradient():
 
 
 def test_options_are_checked():
-    for kw, msg in [(dict(loss="l2"), "loss: expected one of 'mse', 'map'"),
-                    (dict(rbf="learned"), "rbf: expected"), (dict(subsample="max"), "subsample: expected"),
-                    (dict(backend="gpu"), "backend: expected"), (dict(map_j=0), "map_j: expected"),
-                    (dict(codes=np.ones((10, 83))), "codes: expected")]:
+    for kw, msg in [
+        (dict(loss="l2"), "loss: expected one of 'mse', 'map'"),
+        (dict(rbf="learned"), "rbf: expected"),
+        (dict(subsample="max"), "subsample: expected"),
+        (dict(backend="gpu"), "backend: expected"),
+        (dict(map_j=0), "map_j: expected"),
+        (dict(codes=np.ones((10, 83))), "codes: expected"),
+    ]:
         with pytest.raises(ValueError, match=msg):
             LeNet5(**kw)
     with pytest.raises(TypeError, match="seed: expected an int"):
@@ -202,7 +234,9 @@ def test_mean_subsampling_is_the_same_function_as_sum():
 def test_save_load_round_trip(tmp_path):
     m = LeNet5(seed=9, loss="map", map_j=4.0, rbf="trainable")
     m.params[RBF_PARAM] += 0.5
-    path = m.save(tmp_path / "m.npz", history=[{"pass": 1, "test_error": 0.5}], train_state={"pass": 1})
+    path = m.save(
+        tmp_path / "m.npz", history=[{"pass": 1, "test_error": 0.5}], train_state={"pass": 1}
+    )
     back = LeNet5.load(path)
     assert back.options == m.options
     assert back.history == [{"pass": 1, "test_error": 0.5}] and back.train_state == {"pass": 1}
@@ -244,7 +278,9 @@ def test_other_format_version_is_rejected(tmp_path, monkeypatch):
     monkeypatch.setattr(mod, "FORMAT_VERSION", 99)
     path = LeNet5().save(tmp_path / "future.npz")
     monkeypatch.setattr(mod, "FORMAT_VERSION", 2)
-    with pytest.raises(ValueError, match="format version 99; this lenet_fast reads versions 1 to 2"):
+    with pytest.raises(
+        ValueError, match="format version 99; this lenet_fast reads versions 1 to 2"
+    ):
         LeNet5.load(path)
 
 

@@ -45,7 +45,9 @@ def test_mu_is_the_step_scale_that_loss_scale_divides():
     for k in a.params:
         moved = np.abs(a.params[k] - start[k]).max()
         assert moved > 0, k
-        np.testing.assert_allclose(b.params[k], a.params[k], rtol=0, atol=1e-3 * moved + 1e-6, err_msg=k)
+        np.testing.assert_allclose(
+            b.params[k], a.params[k], rtol=0, atol=1e-3 * moved + 1e-6, err_msg=k
+        )
         assert c.params[k].tobytes() == a.params[k].tobytes(), k
     assert a.history[0]["mu"] == 0.4 and b.history[0]["mu"] == 0.02
 
@@ -60,7 +62,16 @@ def test_sdlm_learns_synthetic_digits_and_reports_history():
     hist = train(m, x, y, xt, yt, passes=2, hessian_samples=100, mu=0.4)
     assert [r["pass"] for r in hist] == [1, 2]
     for r in hist:
-        assert set(r) >= {"pass", "eta", "mu", "train_error", "test_error", "loss", "images_per_s", "seconds"}
+        assert set(r) >= {
+            "pass",
+            "eta",
+            "mu",
+            "train_error",
+            "test_error",
+            "loss",
+            "images_per_s",
+            "seconds",
+        }
     assert hist[0]["eta"] == 5e-4 and [r["mu"] for r in hist] == [0.4, 0.4]
     assert before > 0.5 and hist[-1]["test_error"] < 0.1
     assert hist[-1]["loss"] < hist[0]["loss"]
@@ -69,7 +80,11 @@ def test_sdlm_learns_synthetic_digits_and_reports_history():
 def test_default_mu_schedule_is_used_and_recorded():
     x, y = synthetic_digits(60)
     hist = train(LeNet5(seed=0), x, y, passes=6, hessian_samples=10)
-    assert [r["mu"] for r in hist] == [sdlm_mu(p) for p in range(1, 7)] == [8.0, 8.0, 0.5, 0.5, 0.5, 0.02]
+    assert (
+        [r["mu"] for r in hist]
+        == [sdlm_mu(p) for p in range(1, 7)]
+        == [8.0, 8.0, 0.5, 0.5, 0.5, 0.02]
+    )
 
 
 def test_each_pass_steps_with_its_own_mu(tmp_path):
@@ -99,7 +114,15 @@ def test_resume_reaches_the_weights_of_an_uninterrupted_run(tmp_path):
     part = LeNet5(seed=1)
     train(part, x, y, passes=2, out=tmp_path / "part", **kw)
     resumed = LeNet5(seed=1)
-    hist = train(resumed, x, y, passes=3, out=tmp_path / "part", resume=tmp_path / "part" / "checkpoint_02.npz", **kw)
+    hist = train(
+        resumed,
+        x,
+        y,
+        passes=3,
+        out=tmp_path / "part",
+        resume=tmp_path / "part" / "checkpoint_02.npz",
+        **kw,
+    )
     assert [r["pass"] for r in hist] == [1, 2, 3]
     for k in full.params:
         assert full.params[k].tobytes() == resumed.params[k].tobytes(), k
@@ -114,16 +137,48 @@ def test_resume_refuses_other_settings(tmp_path):
     m = LeNet5()
     train(m, x, y, passes=1, hessian_samples=20, out=tmp_path)
     with pytest.raises(ValueError, match="resume: .* other settings"):
-        train(LeNet5(), x, y, passes=2, hessian_samples=20, seed=9, resume=tmp_path / "checkpoint_01.npz")
+        train(
+            LeNet5(),
+            x,
+            y,
+            passes=2,
+            hessian_samples=20,
+            seed=9,
+            resume=tmp_path / "checkpoint_01.npz",
+        )
     with pytest.raises(ValueError, match="already has 1 passes"):
         train(LeNet5(), x, y, passes=1, hessian_samples=20, resume=tmp_path / "checkpoint_01.npz")
     # mu is checked pass by pass against the checkpoint's history, whatever form it takes
     with pytest.raises(ValueError, match=r"other settings .*'mu of pass 1': \(8\.0, 0\.4\)"):
-        train(LeNet5(), x, y, passes=2, hessian_samples=20, mu=0.4, resume=tmp_path / "checkpoint_01.npz")
+        train(
+            LeNet5(),
+            x,
+            y,
+            passes=2,
+            hessian_samples=20,
+            mu=0.4,
+            resume=tmp_path / "checkpoint_01.npz",
+        )
     train(LeNet5(), x, y, passes=1, hessian_samples=20, mu=lambda p: 0.4, out=tmp_path / "f")
     with pytest.raises(ValueError, match=r"'mu of pass 1': \(0\.4, 0\.5\)"):
-        train(LeNet5(), x, y, passes=2, hessian_samples=20, mu=lambda p: 0.5, resume=tmp_path / "f" / "checkpoint_01.npz")
-    hist = train(LeNet5(), x, y, passes=2, hessian_samples=20, mu=0.4, resume=tmp_path / "f" / "checkpoint_01.npz")
+        train(
+            LeNet5(),
+            x,
+            y,
+            passes=2,
+            hessian_samples=20,
+            mu=lambda p: 0.5,
+            resume=tmp_path / "f" / "checkpoint_01.npz",
+        )
+    hist = train(
+        LeNet5(),
+        x,
+        y,
+        passes=2,
+        hessian_samples=20,
+        mu=0.4,
+        resume=tmp_path / "f" / "checkpoint_01.npz",
+    )
     assert [r["mu"] for r in hist] == [0.4, 0.4]
 
 
@@ -140,13 +195,19 @@ def test_bad_training_arguments():
         train(m, x, y[:5])
     with pytest.raises(ValueError, match="mu: expected a finite number > 0, got -1"):
         train(m, x, y, mu=-1)
-    with pytest.raises(TypeError, match="mu: expected a number > 0 or a function of the pass, got str"):
+    with pytest.raises(
+        TypeError, match="mu: expected a number > 0 or a function of the pass, got str"
+    ):
         train(m, x, y, mu="0.02")
     with pytest.raises(ValueError, match="mu: the function returned nan for pass 1"):
         train(m, x, y, mu=lambda p: float("nan"))
-    with pytest.raises(ValueError, match="mu: the function returned -1.0 for pass 3"):  # before any pass runs
+    with pytest.raises(
+        ValueError, match="mu: the function returned -1.0 for pass 3"
+    ):  # before any pass runs
         train(m, x, y, passes=3, mu=lambda p: 1.0 if p < 3 else -1.0, out=None)
-    with pytest.raises(TypeError, match="mu: the function returned True for pass 1, expected a number"):
+    with pytest.raises(
+        TypeError, match="mu: the function returned True for pass 1, expected a number"
+    ):
         train(m, x, y, mu=lambda p: True)
     with pytest.raises(TypeError, match=r"mu: calling it with the pass number \(1\) failed"):
         train(m, x, y, mu=lambda: 0.4)
@@ -156,11 +217,33 @@ def test_cli_train_and_eval(tmp_path, capsys, mnist_dir):
     """The command line end to end: train on the first 1,000 MNIST digits, then evaluate."""
     data = str(mnist_dir)
     out = tmp_path / "run"
-    assert main(["train", "--data", data, "--passes", "2", "--limit", "1000", "--out", str(out), "--seed", "3",
-                 "--mu", "0.4"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--data",
+                data,
+                "--passes",
+                "2",
+                "--limit",
+                "1000",
+                "--out",
+                str(out),
+                "--seed",
+                "3",
+                "--mu",
+                "0.4",
+            ]
+        )
+        == 0
+    )
     text = capsys.readouterr().out
     assert "pass  1/2" in text and "pass  2/2" in text and "test error" in text and "mu 0.4" in text
-    assert sorted(p.name for p in out.iterdir()) == ["checkpoint_01.npz", "checkpoint_02.npz", "model.npz"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "checkpoint_01.npz",
+        "checkpoint_02.npz",
+        "model.npz",
+    ]
     assert main(["eval", str(out / "model.npz"), "--data", data]) == 0
     text = capsys.readouterr().out
     assert "confusion matrix" in text and "misclassified test images" in text
@@ -176,7 +259,22 @@ def test_cli_train_and_eval(tmp_path, capsys, mnist_dir):
     assert main(["train", "--data", data, "--optimizer", "sgd", "--mu", "0.4"]) == 2
     assert "--mu: SDLM's damping, not used by --optimizer sgd" in capsys.readouterr().err
     # the default mu on a short run: it says so, and uses the schedule
-    assert main(["train", "--data", data, "--passes", "1", "--limit", "200", "--out", str(tmp_path / "d")]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--data",
+                data,
+                "--passes",
+                "1",
+                "--limit",
+                "200",
+                "--out",
+                str(tmp_path / "d"),
+            ]
+        )
+        == 0
+    )
     out, err = capsys.readouterr()
     assert "mu 8" in out and "--mu 0.4 learns from the first pass" in err
 

@@ -25,8 +25,18 @@ def x(n: int = 2) -> np.ndarray:
 
 def test_names_and_order():
     assert layout.PARAM_NAMES == (
-        "c1.w", "c1.b", "s2.coef", "s2.bias", "c3.w", "c3.b",
-        "s4.coef", "s4.bias", "c5.w", "c5.b", "f6.w", "f6.b",
+        "c1.w",
+        "c1.b",
+        "s2.coef",
+        "s2.bias",
+        "c3.w",
+        "c3.b",
+        "s4.coef",
+        "s4.bias",
+        "c5.w",
+        "c5.b",
+        "f6.w",
+        "f6.b",
     )
     assert list(layout.PARAM_SHAPES) == list(layout.PARAM_NAMES)
     assert layout.RBF_PARAM == "rbf.c" and layout.RBF_PARAM not in layout.PARAM_SHAPES
@@ -67,8 +77,9 @@ def test_the_fused_forward_rejects_other_names():
 @pytest.mark.parametrize("trainable_centres", [False, True])
 def test_fused_gradients_come_back_in_the_layout(trainable_centres):
     p = arrays(dict(layout.PARAM_SHAPES))
-    _, _, g, _ = _core.network_gradients(p, centres(), x(), np.array([3, 7]), TABLE, "map", 1.0,
-                                         5.0, "mean", trainable_centres)
+    _, _, g, _ = _core.network_gradients(
+        p, centres(), x(), np.array([3, 7]), TABLE, "map", 1.0, 5.0, "mean", trainable_centres
+    )
     want = layout.param_shapes(trainable_centres=trainable_centres)
     assert {k: v.shape for k, v in g.items()} == want
     assert all(v.dtype == np.float32 for v in g.values())
@@ -76,8 +87,15 @@ def test_fused_gradients_come_back_in_the_layout(trainable_centres):
 
 def test_parameter_counts_are_the_papers():
     # the paper, section II-B: C1 156, S2 12, C3 1,516, S4 32, C5 48,120, F6 10,164
-    assert layout.count_parameters() == {"C1": 156, "S2": 12, "C3": 1516, "S4": 32,
-                                         "C5": 48120, "F6": 10164, "total": 60000}
+    assert layout.count_parameters() == {
+        "C1": 156,
+        "S2": 12,
+        "C3": 1516,
+        "S4": 32,
+        "C5": 48120,
+        "F6": 10164,
+        "total": 60000,
+    }
     assert layout.count_parameters(trainable_centres=True)["RBF"] == 840
     assert layout.count_parameters(trainable_centres=True)["total"] == 60840
     assert layout.C3_CONNECTIONS == 60

@@ -28,7 +28,7 @@ def inputs(n: int, seed: int = 0) -> np.ndarray:
     rng = np.random.default_rng(seed)
     x = rng.uniform(-0.1, 1.175, (n, 1, 32, 32)).astype(np.float32)
     if n:
-        x.reshape(-1)[:: 97] *= 4.0
+        x.reshape(-1)[::97] *= 4.0
     return x
 
 
@@ -36,8 +36,13 @@ model = moved_model
 
 
 def call(m: LeNet5, x: np.ndarray) -> np.ndarray:
-    return _core.network_forward({k: m.params[k] for k in PARAM_SHAPES}, m.centres, x,
-                                 tables.C3_TABLE, m.options["subsample"])
+    return _core.network_forward(
+        {k: m.params[k] for k in PARAM_SHAPES},
+        m.centres,
+        x,
+        tables.C3_TABLE,
+        m.options["subsample"],
+    )
 
 
 @pytest.mark.parametrize("config", CONFIGS, ids=cid)

@@ -35,10 +35,16 @@ model = moved_model
 
 def call(m: LeNet5, x: np.ndarray, labels, **change):
     args = {
-        "params": {k: m.params[k] for k in PARAM_SHAPES}, "centres": m.centres, "x": x,
-        "labels": labels, "table": tables.C3_TABLE, "loss": m.options["loss"],
-        "loss_scale": m.options["loss_scale"], "map_j": m.options["map_j"],
-        "subsample": m.options["subsample"], "train_centres": RBF_PARAM in m.params,
+        "params": {k: m.params[k] for k in PARAM_SHAPES},
+        "centres": m.centres,
+        "x": x,
+        "labels": labels,
+        "table": tables.C3_TABLE,
+        "loss": m.options["loss"],
+        "loss_scale": m.options["loss_scale"],
+        "map_j": m.options["map_j"],
+        "subsample": m.options["subsample"],
+        "train_centres": RBF_PARAM in m.params,
     }
     args.update(change)
     return _core.network_gradients(**args)
@@ -86,8 +92,9 @@ def test_one_pattern_matches_the_layer_by_layer_kernels(isa):
     y, cache = m._forward(x)
     want = m._backward(cache, m.loss_gradient(y, lab)[1])
     for name, w in want.items():
-        np.testing.assert_allclose(got[name], w, rtol=0, atol=1e-5 * float(np.abs(w).max()),
-                                   err_msg=name)
+        np.testing.assert_allclose(
+            got[name], w, rtol=0, atol=1e-5 * float(np.abs(w).max()), err_msg=name
+        )
 
 
 def test_nan_input_gives_nan_gradients_where_the_reference_does():

@@ -20,8 +20,10 @@ from lenet_fast.layout import PARAM_SHAPES, RBF_PARAM
 N_PATTERNS = 500  # the long pass against the fast backend's loop
 N_REFERENCE = 200  # the long pass against the reference backend (~15 ms a pattern there)
 
-CONFIGS = [dict(loss=lo, subsample=su, rbf=rb)
-           for lo, su, rb in itertools.product(("mse", "map"), ("sum", "mean"), ("fixed", "trainable"))]
+CONFIGS = [
+    dict(loss=lo, subsample=su, rbf=rb)
+    for lo, su, rb in itertools.product(("mse", "map"), ("sum", "mean"), ("fixed", "trainable"))
+]
 # With j = 5 and the untrained penalties near 80, Eq. 9's competition term is ~e^-75: a
 # large j makes the max-shift and the log-sum-exp gradient count from the first pattern.
 CONFIGS.append(dict(loss="map", subsample="sum", rbf="trainable", map_j=200.0))
@@ -64,7 +66,9 @@ def patterns():
 
 
 def make(config: dict, backend: str = "fast") -> LeNet5:
-    return LeNet5(**{"seed": 3, "map_j": 5.0, "loss_scale": 1.0 / 30.0, "backend": backend, **config})
+    return LeNet5(
+        **{"seed": 3, "map_j": 5.0, "loss_scale": 1.0 / 30.0, "backend": backend, **config}
+    )
 
 
 def sdlm_steps(model: LeNet5, x, labels, eta: float = 5e-4) -> dict[str, np.ndarray]:
@@ -78,7 +82,9 @@ def python_loop(model: LeNet5, x, labels, order, steps) -> tuple[float, int]:
     return loss_sum / max(1, len(order)), errors
 
 
-def assert_params_close(got: LeNet5, want: LeNet5, start: LeNet5, rtol: float, delta_rtol: float, what: str):
+def assert_params_close(
+    got: LeNet5, want: LeNet5, start: LeNet5, rtol: float, delta_rtol: float, what: str
+):
     """Parameters within rtol of the largest |parameter| of each array, and the change from
     ``start`` within delta_rtol of the largest change: the update itself must agree, not
     only the (much larger) weights it is added to."""
@@ -91,7 +97,9 @@ def assert_params_close(got: LeNet5, want: LeNet5, start: LeNet5, rtol: float, d
         assert err <= rtol * scale, f"{what} {k}: max error {err:.3g} > {rtol:g} * {scale:.3g}"
         dscale = max(np.abs(w - s).max(), 1e-30)
         derr = np.abs((g - s) - (w - s)).max()
-        assert derr <= delta_rtol * dscale, f"{what} {k}: update error {derr:.3g} > {delta_rtol:g} * {dscale:.3g}"
+        assert derr <= delta_rtol * dscale, (
+            f"{what} {k}: update error {derr:.3g} > {delta_rtol:g} * {dscale:.3g}"
+        )
 
 
 # ---------------------------------------------------------------- against the Python loop
@@ -114,7 +122,9 @@ def test_same_bits_as_the_fast_python_loop(isa, patterns, config, n):
     for k in loop.params:
         np.testing.assert_array_equal(fused.params[k], loop.params[k], err_msg=k)
     changed = [k for k in start.params if not np.array_equal(start.params[k], fused.params[k])]
-    assert set(changed) == set(start.params), f"parameters left unchanged: {set(start.params) - set(changed)}"
+    assert set(changed) == set(start.params), (
+        f"parameters left unchanged: {set(start.params) - set(changed)}"
+    )
 
 
 @pytest.fixture(scope="module")
@@ -175,8 +185,18 @@ def test_sdlm_pass_in_train_fires_progress_like_the_python_loop(patterns):
     results, calls = {}, {True: [], False: []}
     for fused in (True, False):
         m = start.copy()
-        results[fused] = sdlm_pass(m, x, labels, order, steps, fused=fused,
-                                         progress=lambda *a, f=fused: calls[f].append(a)), m
+        results[fused] = (
+            sdlm_pass(
+                m,
+                x,
+                labels,
+                order,
+                steps,
+                fused=fused,
+                progress=lambda *a, f=fused: calls[f].append(a),
+            ),
+            m,
+        )
     (loss_f, err_f), mf = results[True]
     (loss_p, err_p), mp = results[False]
     assert err_f == err_p and loss_f == pytest.approx(loss_p, rel=1e-12)
@@ -222,9 +242,16 @@ def good_args():
     return dict(
         params={k: m.params[k] for k in PARAM_SHAPES},
         steps={k: np.zeros_like(m.params[k]) for k in PARAM_SHAPES},
-        centres=m.params[RBF_PARAM], centres_step=np.zeros((10, 84), np.float32),
-        x=x, labels=np.array([0, 1, 9]), order=np.array([2, 0, 1, 1]), table=tables.C3_TABLE,
-        loss="mse", loss_scale=1.0, map_j=5.0, subsample="sum",
+        centres=m.params[RBF_PARAM],
+        centres_step=np.zeros((10, 84), np.float32),
+        x=x,
+        labels=np.array([0, 1, 9]),
+        order=np.array([2, 0, 1, 1]),
+        table=tables.C3_TABLE,
+        loss="mse",
+        loss_scale=1.0,
+        map_j=5.0,
+        subsample="sum",
     )
 
 
@@ -247,51 +274,146 @@ def _readonly(a):
 
 BAD = [
     # (what to change, exception, message regex)
-    (lambda kw: kw.update(params=list(kw["params"].values())), TypeError, r"^params: expected a dict"),
+    (
+        lambda kw: kw.update(params=list(kw["params"].values())),
+        TypeError,
+        r"^params: expected a dict",
+    ),
     (lambda kw: kw["params"].pop("c3.w"), ValueError, r"^params: missing 'c3.w'"),
-    (lambda kw: kw["steps"].update({"rbf.c": np.zeros((10, 84), np.float32)}), ValueError,
-     r"^steps: unexpected key 'rbf.c'"),
-    (lambda kw: kw["params"].update({"c1.w": kw["params"]["c1.w"].astype(np.float64)}), TypeError,
-     r"^params\['c1.w'\]: expected \(6,1,5,5\) float32, got float64"),
-    (lambda kw: kw["params"].update({"f6.w": np.zeros((120, 84), np.float32)}), ValueError,
-     r"^params\['f6.w'\]: expected \(84,120\) float32, got shape \(120,84\)"),
-    (lambda kw: kw["params"].update({"f6.w": np.zeros((120, 84), np.float32).T}), ValueError,
-     r"^params\['f6.w'\]: expected a C-contiguous array"),
-    (lambda kw: kw["params"].update({"c5.b": _readonly(kw["params"]["c5.b"])}), ValueError,
-     r"^params\['c5.b'\]: expected a writeable array"),
-    (lambda kw: kw["steps"].update({"s4.coef": np.zeros(6, np.float32)}), ValueError,
-     r"^steps\['s4.coef'\]: expected \(16,\) float32, got shape \(6,\)"),
-    (lambda kw: kw.update(centres=_readonly(kw["centres"])), ValueError, r"^centres: expected a writeable"),
-    (lambda kw: kw.update(centres=np.zeros((84, 10), np.float32)), ValueError, r"^centres: expected \(10,84\)"),
-    (lambda kw: kw.update(centres_step=np.zeros((10, 84))), TypeError, r"^centres_step: expected \(10,84\) float32"),
-    (lambda kw: kw.update(x=np.zeros((3, 1, 28, 28), np.float32)), ValueError, r"^x: expected \(N,1,32,32\) float32"),
-    (lambda kw: kw.update(x=np.zeros((3, 32, 32), np.float32)), ValueError, r"^x: expected \(N,1,32,32\) float32"),
+    (
+        lambda kw: kw["steps"].update({"rbf.c": np.zeros((10, 84), np.float32)}),
+        ValueError,
+        r"^steps: unexpected key 'rbf.c'",
+    ),
+    (
+        lambda kw: kw["params"].update({"c1.w": kw["params"]["c1.w"].astype(np.float64)}),
+        TypeError,
+        r"^params\['c1.w'\]: expected \(6,1,5,5\) float32, got float64",
+    ),
+    (
+        lambda kw: kw["params"].update({"f6.w": np.zeros((120, 84), np.float32)}),
+        ValueError,
+        r"^params\['f6.w'\]: expected \(84,120\) float32, got shape \(120,84\)",
+    ),
+    (
+        lambda kw: kw["params"].update({"f6.w": np.zeros((120, 84), np.float32).T}),
+        ValueError,
+        r"^params\['f6.w'\]: expected a C-contiguous array",
+    ),
+    (
+        lambda kw: kw["params"].update({"c5.b": _readonly(kw["params"]["c5.b"])}),
+        ValueError,
+        r"^params\['c5.b'\]: expected a writeable array",
+    ),
+    (
+        lambda kw: kw["steps"].update({"s4.coef": np.zeros(6, np.float32)}),
+        ValueError,
+        r"^steps\['s4.coef'\]: expected \(16,\) float32, got shape \(6,\)",
+    ),
+    (
+        lambda kw: kw.update(centres=_readonly(kw["centres"])),
+        ValueError,
+        r"^centres: expected a writeable",
+    ),
+    (
+        lambda kw: kw.update(centres=np.zeros((84, 10), np.float32)),
+        ValueError,
+        r"^centres: expected \(10,84\)",
+    ),
+    (
+        lambda kw: kw.update(centres_step=np.zeros((10, 84))),
+        TypeError,
+        r"^centres_step: expected \(10,84\) float32",
+    ),
+    (
+        lambda kw: kw.update(x=np.zeros((3, 1, 28, 28), np.float32)),
+        ValueError,
+        r"^x: expected \(N,1,32,32\) float32",
+    ),
+    (
+        lambda kw: kw.update(x=np.zeros((3, 32, 32), np.float32)),
+        ValueError,
+        r"^x: expected \(N,1,32,32\) float32",
+    ),
     (lambda kw: kw.update(x=[[0.0]]), TypeError, r"^x: expected a numpy.ndarray"),
-    (lambda kw: kw.update(labels=np.array([0, 1])), ValueError, r"^labels: expected \(3,\) integers"),
-    (lambda kw: kw.update(labels=np.array([0, 10, 1])), ValueError,
-     r"^labels: expected values in 0..9 \(digits\), got 10 at index 1"),
-    (lambda kw: kw.update(labels=np.array([0.0, 1.0, 2.0])), TypeError, r"^labels: expected \(3,\) integers, got float64"),
-    (lambda kw: kw.update(order=np.array([0, 3])), ValueError, r"^order: expected values in \[0, 3\)"),
-    (lambda kw: kw.update(order=np.array([-1])), ValueError, r"^order: expected values in \[0, 3\)"),
-    (lambda kw: kw.update(order=np.array([2**63 + 5], np.uint64)), ValueError, r"^order: expected values in \[0, 3\)"),
-    (lambda kw: kw.update(order=np.zeros((2, 2), np.int64)), ValueError, r"^order: expected \(P,\) integers"),
-    (lambda kw: kw.update(table=np.ones((16, 6), bool)), ValueError, r"^table: expected \(C,K\) = \(6,16\) bool"),
-    (lambda kw: kw.update(table=np.ones((6, 16), bool)), ValueError,
-     r"^params\['c3.w'\]: expected \(96,5,5\) float32, got shape \(60,5,5\)"),
+    (
+        lambda kw: kw.update(labels=np.array([0, 1])),
+        ValueError,
+        r"^labels: expected \(3,\) integers",
+    ),
+    (
+        lambda kw: kw.update(labels=np.array([0, 10, 1])),
+        ValueError,
+        r"^labels: expected values in 0..9 \(digits\), got 10 at index 1",
+    ),
+    (
+        lambda kw: kw.update(labels=np.array([0.0, 1.0, 2.0])),
+        TypeError,
+        r"^labels: expected \(3,\) integers, got float64",
+    ),
+    (
+        lambda kw: kw.update(order=np.array([0, 3])),
+        ValueError,
+        r"^order: expected values in \[0, 3\)",
+    ),
+    (
+        lambda kw: kw.update(order=np.array([-1])),
+        ValueError,
+        r"^order: expected values in \[0, 3\)",
+    ),
+    (
+        lambda kw: kw.update(order=np.array([2**63 + 5], np.uint64)),
+        ValueError,
+        r"^order: expected values in \[0, 3\)",
+    ),
+    (
+        lambda kw: kw.update(order=np.zeros((2, 2), np.int64)),
+        ValueError,
+        r"^order: expected \(P,\) integers",
+    ),
+    (
+        lambda kw: kw.update(table=np.ones((16, 6), bool)),
+        ValueError,
+        r"^table: expected \(C,K\) = \(6,16\) bool",
+    ),
+    (
+        lambda kw: kw.update(table=np.ones((6, 16), bool)),
+        ValueError,
+        r"^params\['c3.w'\]: expected \(96,5,5\) float32, got shape \(60,5,5\)",
+    ),
     (lambda kw: kw.update(loss="l2"), ValueError, r"^loss: expected 'mse' or 'map', got 'l2'"),
     (lambda kw: kw.update(subsample="max"), ValueError, r"^subsample: expected 'sum' or 'mean'"),
-    (lambda kw: kw.update(loss_scale=0.0), ValueError, r"^loss_scale: expected a finite number > 0"),
-    (lambda kw: kw.update(map_j=float("nan")), ValueError, r"^map_j: expected a finite number > 0, got nan"),
-    (lambda kw: kw["params"].update({"s2.bias": kw["params"]["s2.coef"]}), ValueError,
-     r"^params\['s2.coef'\]: shares memory with params\['s2.bias'\]"),
-    (lambda kw: kw["steps"].update({"f6.b": kw["params"]["f6.b"]}), ValueError,
-     r"^params\['f6.b'\]: shares memory with steps\['f6.b'\]"),
-    (lambda kw: kw.update(centres_step=kw["centres"]), ValueError, r"^centres: shares memory with centres_step"),
+    (
+        lambda kw: kw.update(loss_scale=0.0),
+        ValueError,
+        r"^loss_scale: expected a finite number > 0",
+    ),
+    (
+        lambda kw: kw.update(map_j=float("nan")),
+        ValueError,
+        r"^map_j: expected a finite number > 0, got nan",
+    ),
+    (
+        lambda kw: kw["params"].update({"s2.bias": kw["params"]["s2.coef"]}),
+        ValueError,
+        r"^params\['s2.coef'\]: shares memory with params\['s2.bias'\]",
+    ),
+    (
+        lambda kw: kw["steps"].update({"f6.b": kw["params"]["f6.b"]}),
+        ValueError,
+        r"^params\['f6.b'\]: shares memory with steps\['f6.b'\]",
+    ),
+    (
+        lambda kw: kw.update(centres_step=kw["centres"]),
+        ValueError,
+        r"^centres: shares memory with centres_step",
+    ),
 ]
 
 
-@pytest.mark.parametrize(("change", "exc", "match"), BAD,
-                         ids=[b[2].replace("\\", "")[1:48] for b in BAD])
+@pytest.mark.parametrize(
+    ("change", "exc", "match"), BAD, ids=[b[2].replace("\\", "")[1:48] for b in BAD]
+)
 def test_bad_argument_names_itself_and_changes_nothing(change, exc, match):
     kw = good_args()
     kw["steps"] = {k: np.ones_like(v) for k, v in kw["steps"].items()}  # a run would move them
@@ -329,8 +451,9 @@ def test_network_functions_take_arrays_and_give_the_models_bits(patterns, config
     m = make(config)
     fixed = None if RBF_PARAM in m.params else m.codes
     params = {k: v.copy() for k, v in m.params.items()}
-    np.testing.assert_array_equal(network.forward(params, x[:5], options=m.options, centres=fixed),
-                                  m.forward(x[:5]))
+    np.testing.assert_array_equal(
+        network.forward(params, x[:5], options=m.options, centres=fixed), m.forward(x[:5])
+    )
     loss, g, y = network.gradients(params, x[:5], labels[:5], options=m.options, centres=fixed)
     want_loss, want_g, want_y = m.gradients(x[:5], labels[:5])
     assert loss == want_loss and set(g) == set(want_g) == set(m.params)

@@ -25,8 +25,12 @@ def test_avx_instructions_only_in_the_avx2_namespace():
     without AVX2. Disassemble the module and check every function."""
     if "avx2" not in lenet_fast.info()["compiled_isas"]:
         pytest.skip("no AVX2 path in this build")
-    out = subprocess.run(["objdump", "-d", "-C", "--no-show-raw-insn", _core.__file__],
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        ["objdump", "-d", "-C", "--no-show-raw-insn", _core.__file__],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     func, offenders, avx_funcs = None, set(), set()
     for line in out.splitlines():
         m = re.match(r"^[0-9a-f]+ <(.*)>:$", line)
@@ -53,7 +57,9 @@ def stub_names() -> set[str]:
 
 def test_core_stub_lists_every_function():
     public = {n for n in dir(_core) if not n.startswith("_")}
-    assert public == stub_names(), f"missing from _core.pyi: {public - stub_names()}; stale: {stub_names() - public}"
+    assert public == stub_names(), (
+        f"missing from _core.pyi: {public - stub_names()}; stale: {stub_names() - public}"
+    )
 
 
 def test_kernels_and_reference_have_the_same_api():

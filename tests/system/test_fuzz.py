@@ -191,8 +191,13 @@ SHAPE_NAMES = sorted(SHAPE_MUTATIONS)
 
 
 def _is_clean_f32(a) -> bool:
-    return (isinstance(a, np.ndarray) and a.dtype == np.dtype(F32) and a.dtype.isnative
-            and a.flags.c_contiguous and a.flags.aligned)
+    return (
+        isinstance(a, np.ndarray)
+        and a.dtype == np.dtype(F32)
+        and a.dtype.isnative
+        and a.flags.c_contiguous
+        and a.flags.aligned
+    )
 
 
 def _names_an_argument(msg: str, names) -> bool:
@@ -219,23 +224,34 @@ def _mutate_table(t, rng):
 def check_kernel_case(fn: str, kw: dict, mutated: dict) -> str:
     """Run one case; return its outcome ('ok', 'type', 'value') or fail the test."""
     names = list(kw)
-    where = f"{fn} mutated {mutated} shapes " + str({k: getattr(v, 'shape', type(v).__name__) for k, v in kw.items()})
+    where = f"{fn} mutated {mutated} shapes " + str(
+        {k: getattr(v, "shape", type(v).__name__) for k, v in kw.items()}
+    )
     try:
         got = getattr(kernels, fn)(**kw)
     except TypeError as e:
         msg = str(e)
         assert _names_an_argument(msg, names), f"{where}: TypeError not naming an argument: {msg!r}"
-        typed = [a for a, m in mutated.items() if m in TYPE_MUTATIONS or (a == "table" and m in ("int", "list", "none", "float32"))]
+        typed = [
+            a
+            for a, m in mutated.items()
+            if m in TYPE_MUTATIONS or (a == "table" and m in ("int", "list", "none", "float32"))
+        ]
         assert typed, f"{where}: TypeError without a wrong type: {msg!r}"
-        assert any(msg.startswith(f"{a}:") for a in typed), f"{where}: TypeError names another argument: {msg!r}"
+        assert any(msg.startswith(f"{a}:") for a in typed), (
+            f"{where}: TypeError names another argument: {msg!r}"
+        )
         return "type"
     except ValueError as e:
         msg = str(e)
-        assert _names_an_argument(msg, names), f"{where}: ValueError not naming an argument: {msg!r}"
+        assert _names_an_argument(msg, names), (
+            f"{where}: ValueError not naming an argument: {msg!r}"
+        )
         typed = [a for a, m in mutated.items() if m in TYPE_MUTATIONS]
         # with only wrong types (no shape or layout change elsewhere) it must be a TypeError
-        assert not typed or len(typed) < len(mutated), \
+        assert not typed or len(typed) < len(mutated), (
             f"{where}: a wrong type must be a TypeError, got ValueError {msg!r}"
+        )
         # a refused call must be invalid: a broken layout, or the reference refuses it too,
         # or a documented limit (C, H, W, K >= 1)
         clean = all(_is_clean_f32(v) for k, v in kw.items() if k != "table")
@@ -251,8 +267,10 @@ def check_kernel_case(fn: str, kw: dict, mutated: dict) -> str:
         if k == "table":
             assert isinstance(v, np.ndarray) and v.dtype == bool, f"{where}: accepted table {v!r}"
         else:
-            assert _is_clean_f32(v), f"{where}: accepted an invalid {k}: {type(v).__name__} " \
-                                     f"{getattr(v, 'dtype', '')} {getattr(v, 'flags', '')}"
+            assert _is_clean_f32(v), (
+                f"{where}: accepted an invalid {k}: {type(v).__name__} "
+                f"{getattr(v, 'dtype', '')} {getattr(v, 'flags', '')}"
+            )
     want = getattr(reference, fn)(**kw)
     got_l = list(got) if isinstance(got, tuple) else [got]
     want_l = list(want) if isinstance(want, tuple) else [want]
@@ -261,7 +279,9 @@ def check_kernel_case(fn: str, kw: dict, mutated: dict) -> str:
         assert isinstance(g, np.ndarray) and g.flags.c_contiguous and g.flags.writeable, where
         for a in kw.values():  # new arrays, never views of the inputs
             if isinstance(a, np.ndarray):
-                assert not np.shares_memory(g, a), f"{where}: output {i} shares memory with an input"
+                assert not np.shares_memory(g, a), (
+                    f"{where}: output {i} shares memory with an input"
+                )
         assert_close(fn, g, w, f"{where} output {i}")
     return "ok"
 
@@ -349,9 +369,12 @@ def _mutate_model_x(x, rng):
     if m in ("misaligned",) and x.dtype != F32:
         return "none_", x
     if m == "huge_broadcast":  # >= 2^30 images: no allocation of its copy can succeed
-        return m, np.broadcast_to(x.reshape(-1)[:1].reshape((1,) * x.ndim) if x.size else
-                                  np.zeros((1,) * x.ndim, x.dtype),
-                                  (1 << int(rng.integers(30, 40)),) + x.shape[1:])
+        return m, np.broadcast_to(
+            x.reshape(-1)[:1].reshape((1,) * x.ndim)
+            if x.size
+            else np.zeros((1,) * x.ndim, x.dtype),
+            (1 << int(rng.integers(30, 40)),) + x.shape[1:],
+        )
     return m, ALL_MUTATIONS[m](x, rng)
 
 
@@ -362,7 +385,9 @@ def _valid_model_x(x):
         return False
     if x.dtype == np.uint8:
         return x.ndim in (2, 3) and x.shape[-2:] == (28, 28)
-    ok = x.dtype == np.dtype(F32) and x.dtype.isnative and x.ndim == 4 and x.shape[1:] == (1, 32, 32)
+    ok = (
+        x.dtype == np.dtype(F32) and x.dtype.isnative and x.ndim == 4 and x.shape[1:] == (1, 32, 32)
+    )
     return None if ok and not x.flags.aligned else ok
 
 
@@ -418,7 +443,9 @@ def model_cases(seed, count):
         if u < 0.8:
             m, x = _mutate_model_x(x, rng)
         if target == "gradients" and (u >= 0.8 or rng.random() < 0.3):
-            lm = ["float", "neg", "ten", "list", "extra_dim", "short", "none", "bool", "2d"][int(rng.integers(9))]
+            lm = ["float", "neg", "ten", "list", "extra_dim", "short", "none", "bool", "2d"][
+                int(rng.integers(9))
+            ]
             labels = {
                 "float": lambda: labels.astype(np.float64),
                 "neg": lambda: labels - 5,
@@ -444,30 +471,62 @@ def test_fuzz_model_and_data():
     model = _MODEL
     outcomes = {"ok": 0, "type": 0, "value": 0}
     for i, (target, x, labels, m, lm) in enumerate(model_cases(seed=5, count=N_MODEL_CASES)):
-        what = f"case {i}: {target} x={m} {getattr(x, 'dtype', type(x).__name__)} " \
-               f"{getattr(x, 'shape', '')} labels={lm}"
-        typed = not (isinstance(x, np.ndarray) and (x.dtype == np.uint8 or x.dtype == np.dtype(F32)))
+        what = (
+            f"case {i}: {target} x={m} {getattr(x, 'dtype', type(x).__name__)} "
+            f"{getattr(x, 'shape', '')} labels={lm}"
+        )
+        typed = not (
+            isinstance(x, np.ndarray) and (x.dtype == np.uint8 or x.dtype == np.dtype(F32))
+        )
         if target in ("preprocess", "distort"):
             # data functions take anything np.asarray makes uint8 digits of (e.g. a memoryview)
             try:
                 xa = np.asarray(x)
             except Exception:
                 xa = None
-            valid = xa is not None and xa.dtype == np.uint8 and xa.ndim in (2, 3) \
+            valid = (
+                xa is not None
+                and xa.dtype == np.uint8
+                and xa.ndim in (2, 3)
                 and xa.shape[-2:] == (28, 28)
+            )
             typed = xa is None or xa.dtype != np.uint8
-            fn = mnist.preprocess if target == "preprocess" else \
-                (lambda a: distort.distort(a, np.random.default_rng(1)))
-            out = check_call(what, lambda: fn(x), lambda: fn(np.ascontiguousarray(xa)) if valid else None,
-                             valid, ["images"], typed, huge=m == 'huge_broadcast')
+            fn = (
+                mnist.preprocess
+                if target == "preprocess"
+                else (lambda a: distort.distort(a, np.random.default_rng(1)))
+            )
+            out = check_call(
+                what,
+                lambda: fn(x),
+                lambda: fn(np.ascontiguousarray(xa)) if valid else None,
+                valid,
+                ["images"],
+                typed,
+                huge=m == "huge_broadcast",
+            )
         elif target == "forward":
             valid = _valid_model_x(x)
-            out = check_call(what, lambda: model.forward(x), lambda: model.forward(_clean_model_x(x)),
-                             valid, X_NAMES, typed, huge=m == 'huge_broadcast')
+            out = check_call(
+                what,
+                lambda: model.forward(x),
+                lambda: model.forward(_clean_model_x(x)),
+                valid,
+                X_NAMES,
+                typed,
+                huge=m == "huge_broadcast",
+            )
         elif target == "predict":
             valid = _valid_model_x(x)
-            out = check_call(what, lambda: model.predict(x, batch_size=2),
-                             lambda: model.predict(_clean_model_x(x)), valid, X_NAMES, typed, huge=m == 'huge_broadcast')
+            out = check_call(
+                what,
+                lambda: model.predict(x, batch_size=2),
+                lambda: model.predict(_clean_model_x(x)),
+                valid,
+                X_NAMES,
+                typed,
+                huge=m == "huge_broadcast",
+            )
         else:
             valid_x = _valid_model_x(x)
             n = (1 if x.ndim == 2 else x.shape[0]) if valid_x else -1
@@ -475,9 +534,13 @@ def test_fuzz_model_and_data():
             if valid and n == 0:
                 continue  # an empty batch: test_gradients_of_an_empty_batch
             out = check_call(
-                what, lambda: model.gradients(x, labels),
+                what,
+                lambda: model.gradients(x, labels),
                 lambda: model.gradients(_clean_model_x(x), np.asarray(labels)),
-                valid, X_NAMES + ["labels"], typed and lm == "none_", huge=m == 'huge_broadcast',
+                valid,
+                X_NAMES + ["labels"],
+                typed and lm == "none_",
+                huge=m == "huge_broadcast",
             )
             if out == "ok" and np.asarray(labels).size:
                 pass

@@ -31,7 +31,8 @@ def modules() -> dict[str, Path]:
 def _type_checking_only(node: ast.If) -> bool:
     t = node.test
     return (isinstance(t, ast.Name) and t.id == "TYPE_CHECKING") or (
-        isinstance(t, ast.Attribute) and t.attr == "TYPE_CHECKING")
+        isinstance(t, ast.Attribute) and t.attr == "TYPE_CHECKING"
+    )
 
 
 def imports_of(path: Path, known: set[str]) -> set[str]:
@@ -78,12 +79,19 @@ def test_every_module_has_a_row():
 
 def test_the_parser_sees_imports_inside_functions(tmp_path):
     src = tmp_path / "probe.py"
-    src.write_text("from typing import TYPE_CHECKING\n"
-                   "if TYPE_CHECKING:\n    from .model import LeNet5\n"
-                   "def f():\n    from .train import train\n    import lenet_fast.layout\n"
-                   "    from . import tables, info\n", encoding="utf-8")
+    src.write_text(
+        "from typing import TYPE_CHECKING\n"
+        "if TYPE_CHECKING:\n    from .model import LeNet5\n"
+        "def f():\n    from .train import train\n    import lenet_fast.layout\n"
+        "    from . import tables, info\n",
+        encoding="utf-8",
+    )
     assert imports_of(src, {"train", "layout", "tables", "model"}) == {
-        "train", "layout", "tables", "__init__"}
+        "train",
+        "layout",
+        "tables",
+        "__init__",
+    }
 
 
 def test_no_import_cycle():
@@ -96,7 +104,7 @@ def test_no_import_cycle():
         path.append(m)
         for d in sorted(g.get(m, ())):
             if state.get(d) == 1:
-                pytest.fail("import cycle: " + " -> ".join(path[path.index(d):] + [d]))
+                pytest.fail("import cycle: " + " -> ".join(path[path.index(d) :] + [d]))
             if d not in state:
                 walk(d)
         path.pop()

@@ -18,7 +18,9 @@ PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 pytestmark = [
     pytest.mark.skipif(not os.path.exists("/proc/self/statm"), reason="needs /proc/self/statm"),
     # AddressSanitizer keeps freed memory in quarantine (up to 256 MB): RSS says nothing there
-    pytest.mark.skipif("libasan" in os.environ.get("LD_PRELOAD", ""), reason="RSS is meaningless under ASan"),
+    pytest.mark.skipif(
+        "libasan" in os.environ.get("LD_PRELOAD", ""), reason="RSS is meaningless under ASan"
+    ),
 ]
 
 
@@ -66,7 +68,11 @@ def test_100k_kernel_calls_leave_rss_flat():
 
 def test_refused_calls_leave_rss_flat():
     """The error paths (exceptions built in C++) free what they took."""
-    x, w, b = np.zeros((2, 1, 8, 8), np.float32), np.zeros((3, 1, 5, 5), np.float32), np.zeros(3, np.float32)
+    x, w, b = (
+        np.zeros((2, 1, 8, 8), np.float32),
+        np.zeros((3, 1, 5, 5), np.float32),
+        np.zeros(3, np.float32),
+    )
     bad = [
         (K.conv2d_forward, (x.astype(np.float64), w, b), TypeError),
         (K.conv2d_forward, (x, w, np.zeros(4, np.float32)), ValueError),

@@ -69,7 +69,7 @@ def test_kernel_calls_from_eight_threads_at_once_match_one_at_a_time(isa):
         barrier.wait()
         got = []
         for rep in range(5):
-            for name, fn, args in work[(tid + rep) % len(work):] + work[: (tid + rep) % len(work)]:
+            for name, fn, args in work[(tid + rep) % len(work) :] + work[: (tid + rep) % len(work)]:
                 got.append((name, fn(*args)))
         return got
 
@@ -253,7 +253,9 @@ def test_training_one_model_while_threads_predict_with_another():
     for k, v in served.params.items():
         assert v.tobytes() == params_before[k].tobytes(), f"served model's {k} changed"
     for k, v in alone.params.items():
-        assert trained.params[k].tobytes() == v.tobytes(), f"trained {k} differs from training alone"
+        assert trained.params[k].tobytes() == v.tobytes(), (
+            f"trained {k} differs from training alone"
+        )
 
 
 # ---------------------------------------------------------------- training
@@ -267,8 +269,11 @@ def weights_after(threads: int, **kw) -> dict[str, bytes]:
     return {k: v.tobytes() for k, v in model.params.items()}
 
 
-@pytest.mark.parametrize("kw", [{}, {"optimizer": "sgd", "batch_size": 16}, {"distort": True}],
-                         ids=["sdlm", "sgd", "sdlm-distort"])
+@pytest.mark.parametrize(
+    "kw",
+    [{}, {"optimizer": "sgd", "batch_size": 16}, {"distort": True}],
+    ids=["sdlm", "sgd", "sdlm-distort"],
+)
 def test_same_seed_same_bits_with_1_and_2_threads(isa, restore_threads, kw):
     one = weights_after(1, **kw)
     two = weights_after(2, **kw)
