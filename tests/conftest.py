@@ -13,9 +13,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import lenet_fast
 import numpy as np
 import pytest
+
+import lenet_fast
 
 # The floating-point tolerance of each kernel against the float64 reference, in one table.
 # The check is |got - want| <= TOL * max(1, max|want|): float32 sums of up to a few

@@ -167,7 +167,7 @@ def _read_npz(path: Path) -> tuple[dict[str, Any], dict[str, Array]]:
                 arrays = {name: z[name] for name in z.files}
         except MemoryError:
             raise
-        except Exception as e:  # noqa: BLE001  any parse failure of a damaged file
+        except Exception as e:
             raise ValueError(
                 f"{path}: not a readable lenet_fast model file "
                 f"({type(e).__name__}: {e}); it may be truncated or corrupted"

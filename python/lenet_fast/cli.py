@@ -15,13 +15,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from . import tables
 from .mnist import load_mnist
 from .model import LeNet5
 from .runtime import info
-from .train import evaluate, format_record, train
+from .train import evaluate, train
 
 
 def _bar(stream: Any) -> Any:

@@ -7,7 +7,7 @@ applies given ones with bilinear interpolation. Only NumPy is used.
 
 from __future__ import annotations
 
-from typing import Any, Optional, Tuple
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt

@@ -19,7 +19,7 @@ import urllib.request
 from collections.abc import Iterable, Sequence
 from http.client import HTTPException
 from pathlib import Path
-from typing import IO, Optional, Tuple, Union
+from typing import IO, Union
 
 from ._files import atomic_write
 

@@ -20,7 +20,6 @@ import os
 import zlib
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Optional, Tuple, Union
 
 import numpy as np
 import numpy.typing as npt
@@ -98,7 +97,7 @@ def _parse_idx(data: bytes, path: Path, stem: str) -> np.ndarray:
 
 
 def _read_mnist_file(path: Path, stem: str, verify: bool) -> np.ndarray:
-    _, _, gz_size, gz_sha, raw_size, raw_sha = MNIST_FILES[stem]
+    _, _, gz_size, gz_sha, _raw_size, raw_sha = MNIST_FILES[stem]
     raw = path.read_bytes()
     is_gz = path.name.endswith(".gz")
     actual_sha = hashlib.sha256(raw).hexdigest() if verify else None

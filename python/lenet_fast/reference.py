@@ -35,18 +35,18 @@ from numpy.lib.stride_tricks import sliding_window_view
 __all__ = [
     "SQUASH_A",
     "SQUASH_S",
-    "conv2d_forward",
     "conv2d_backward",
-    "sparse_conv2d_forward",
-    "sparse_conv2d_backward",
-    "subsample_forward",
-    "subsample_backward",
-    "linear_forward",
+    "conv2d_forward",
     "linear_backward",
-    "squash_forward",
-    "squash_backward",
-    "rbf_forward",
+    "linear_forward",
     "rbf_backward",
+    "rbf_forward",
+    "sparse_conv2d_backward",
+    "sparse_conv2d_forward",
+    "squash_backward",
+    "squash_forward",
+    "subsample_backward",
+    "subsample_forward",
 ]
 
 FloatArray = npt.NDArray[np.floating[Any]]

@@ -29,9 +29,9 @@ __all__ = [
     "RBF_CODES",
     "RBF_CODES_NO_TOP_BAR",
     "RBF_CODE_TEXT",
-    "TOP_BAR_DIGITS",
-    "RBF_ROWS",
     "RBF_COLS",
+    "RBF_ROWS",
+    "TOP_BAR_DIGITS",
     "table_to_string",
 ]
 

@@ -13,6 +13,7 @@ import warnings
 
 import numpy as np
 import pytest
+
 from conftest import TOL, assert_close
 
 hypothesis = pytest.importorskip("hypothesis")

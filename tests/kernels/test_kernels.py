@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import assert_close, rand
 
+from conftest import assert_close, rand
 from lenet_fast import kernels as K
 from lenet_fast import reference as R
 from lenet_fast import tables
@@ -220,7 +220,7 @@ def test_lenet_forward_pass_matches_reference(isa):
     """The whole LeNet-5 forward pass chained from the kernels, against the reference chain."""
     rng = np.random.default_rng(5)
     n = 7
-    u = lambda fan_in, *shape: rand(rng, *shape, scale=2.4 / fan_in)  # noqa: E731  (Appendix A)
+    u = lambda fan_in, *shape: rand(rng, *shape, scale=2.4 / fan_in)
     p = dict(
         c1w=u(25, 6, 1, 5, 5),
         c1b=u(25, 6),

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from lenet_fast import LeNet5, train
 from lenet_fast.checkpoint import FORMAT_VERSION, digest, migrate_v1, read_checkpoint
 

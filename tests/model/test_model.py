@@ -142,7 +142,7 @@ def test_hessian_diagonal_last_layers_by_hand():
     h = m.hessian_diagonal(x, labels)
     assert all(np.all(v >= 0) for v in h.values())
     _, (x0, h1, h2, h3, h4, h5, h6) = m._forward(x)
-    fp = lambda y: (S / A) * (A * A - y * y)  # noqa: E731  f'(a) from y = f(a)
+    fp = lambda y: (S / A) * (A * A - y * y)
     ha6 = fp(h6) ** 2 * 2.0  # (N,84)
     np.testing.assert_allclose(
         h["f6.w"], (ha6[:, :, None] * h5[:, None, :] ** 2).mean(axis=0), rtol=1e-10

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from lenet_fast import _core, layout, tables
 
 TABLE = tables.C3_TABLE

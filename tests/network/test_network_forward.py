@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from conftest import moved_model
 from lenet_fast import _core, tables
 from lenet_fast.layout import PARAM_SHAPES

@@ -13,9 +13,9 @@ import pytest
 
 import lenet_fast
 from lenet_fast import LeNet5, _core, tables
+from lenet_fast.layout import PARAM_SHAPES, RBF_PARAM
 from lenet_fast.train import sdlm_pass
 from lenet_fast.train import sdlm_steps as train_sdlm_steps
-from lenet_fast.layout import PARAM_SHAPES, RBF_PARAM
 
 N_PATTERNS = 500  # the long pass against the fast backend's loop
 N_REFERENCE = 200  # the long pass against the reference backend (~15 ms a pattern there)

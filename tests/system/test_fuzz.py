@@ -23,9 +23,9 @@ import re
 
 import numpy as np
 import pytest
-from conftest import assert_close
 
 import lenet_fast
+from conftest import assert_close
 from lenet_fast import distort, kernels, mnist, reference
 from lenet_fast.model import LeNet5
 

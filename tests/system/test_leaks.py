@@ -32,7 +32,7 @@ def rss() -> int:
 
 def small_calls():
     rng = np.random.default_rng(0)
-    f = lambda *s: rng.standard_normal(s).astype(np.float32)  # noqa: E731
+    f = lambda *s: rng.standard_normal(s).astype(np.float32)
     t = np.array(tables.C3_TABLE)
     return [
         (K.conv2d_forward, (f(2, 1, 8, 8), f(3, 1, 5, 5), f(3))),

@@ -11,9 +11,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
-from conftest import in_threads, moved_model, rand, synthetic_digits, ticks_during
 
 import lenet_fast
+from conftest import in_threads, moved_model, rand, synthetic_digits, ticks_during
 from lenet_fast import kernels as K
 from lenet_fast import tables
 from lenet_fast.model import LeNet5
