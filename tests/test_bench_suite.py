@@ -15,7 +15,8 @@ import pytest
 BENCH = Path(__file__).resolve().parents[1] / "bench"
 SUITE = BENCH / "bench_suite.py"
 sys.path.insert(0, str(BENCH))
-import bench_suite
+import bench_suite  # noqa: E402
+from harness import worker  # noqa: E402
 
 # small and quick, but every kind of check: inference at 1 and 2 threads, training at batch 1
 ARGS = ["--quick", "--repeats", "1", "--cases", "infer:2:1,infer:4:2,train:1:1"]
@@ -86,7 +87,7 @@ def test_each_implementation_in_its_own_process(tmp_path):
     ],
 )
 def test_a_dead_worker_is_a_failed_peer(tmp_path, capsys, code, why):
-    part = bench_suite.run_worker_process(
+    part = worker.run_worker_process(
         [sys.executable, "-c", code], "torch", tmp_path / "part.json"
     )
     assert part["status"] == {"torch": "failed"}
