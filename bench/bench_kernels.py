@@ -80,13 +80,12 @@ ARGS = _parse_args() if __name__ == "__main__" else None
 if ARGS is not None:
     cap_blas_env(ARGS.threads)
 
-import numpy as np  # noqa: E402
-
 import lenet_fast  # noqa: E402
+import numpy as np  # noqa: E402
 from harness.compat import MACS_PER_IMAGE, PARAM_SHAPES, RBF_PARAM  # noqa: E402
 from harness.facts import header_lines as facts_lines  # noqa: E402
 from harness.facts import machine_facts  # noqa: E402
-from harness.tables import pass_table, kernel_table  # noqa: E402
+from harness.tables import kernel_table, pass_table  # noqa: E402
 from harness.timing import measure  # noqa: E402
 from harness.validation import ATOL_REL, RTOL, ValidationError, check_close  # noqa: E402
 from lenet_fast import kernels as K  # noqa: E402

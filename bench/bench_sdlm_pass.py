@@ -21,9 +21,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-import numpy as np
-
 import lenet_fast
+import numpy as np
 from harness.compat import sdlm_pass, sdlm_steps
 from harness.facts import header_lines, machine_facts
 from harness.output import SCHEMA, default_json, rate, write_json

@@ -36,8 +36,14 @@ from harness.facts import machine_facts
 from harness.impls import KEYS, LABELS
 from harness.output import default_json, write_json
 from harness.threads import BlasThreads
-from harness.worker import merge_parts, new_part, process_facts, worker_command, write_part
-from harness.worker import run_worker_process  # noqa: F401 - replaced by tests
+from harness.worker import (
+    merge_parts,
+    new_part,
+    process_facts,
+    run_worker_process,  # noqa: F401 - replaced by tests
+    worker_command,
+    write_part,
+)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -90,14 +96,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     try:
         args.cases = suite.parse_cases(spec)
     except ValueError:
-        p.error(f"--cases: expected task:batch:threads items with task infer or train, got {spec!r}")
+        p.error(
+            f"--cases: expected task:batch:threads items with task infer or train, got {spec!r}"
+        )
     peers = [s.strip() for s in args.peers.split(",") if s.strip()]
     unknown = sorted(set(peers) - set(KEYS))
     if unknown:
         p.error(f"--peers: unknown {unknown}; choose from {','.join(KEYS)}")
     args.peers = ["lenet_fast"] + [q for q in KEYS if q in peers and q != "lenet_fast"]
     if args.isa is not None and args.isa not in lenet_fast.available_isas():
-        p.error(f"--isa {args.isa!r}: not available here (available: {lenet_fast.available_isas()})")
+        have = lenet_fast.available_isas()
+        p.error(f"--isa {args.isa!r}: not available here (available: {have})")
     if args.json is None and not args.quick and not args.worker:
         args.json = default_json("suite")
     args.timing = {"min_run_s": 0.002 if args.quick else 0.05,

@@ -8,11 +8,11 @@ package has them all, each fallback below can go and the name be imported direct
 from __future__ import annotations
 
 import importlib
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-
 from lenet_fast import LeNet5
 
 # the module (lenet_fast.train, the name, is the function that trains)

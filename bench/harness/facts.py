@@ -69,9 +69,8 @@ def cpu_model() -> str | None:
 
 def machine_facts(threads: int | list[int] | None = None) -> dict[str, Any]:
     """Everything a result is quoted with. ``threads``: the thread count(s) measured."""
-    import numpy as np
-
     import lenet_fast
+    import numpy as np
 
     info = lenet_fast.info()
     dirty = git("status", "--porcelain", "--untracked-files=no")
@@ -103,7 +102,8 @@ def machine_facts(threads: int | list[int] | None = None) -> dict[str, Any]:
 def header_lines(facts: dict[str, Any]) -> list[str]:
     """The markdown lines that say where and with what a run was measured."""
     v = facts["versions"]
-    commit = facts["git_commit"] + (" (working tree modified)" if facts["git_tree_modified"] else "")
+    modified = " (working tree modified)" if facts["git_tree_modified"] else ""
+    commit = facts["git_commit"] + modified
     return [
         f"- CPU: {facts['cpu']} ({facts['machine']}, {facts['cores']} logical cores; "
         f"{facts['cpu_flags'] or 'no AVX2'})",

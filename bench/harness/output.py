@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
 #: Bumped when a result file's layout changes in a way render_tables.py must know about.
@@ -48,14 +49,16 @@ def us(s: float) -> str:
 
 def md_table(head: Sequence[str], align: str, rows: Sequence[Sequence[str]]) -> list[str]:
     """A markdown table; ``align`` has one letter per column, ``l`` or ``r``."""
-    out = ["| " + " | ".join(head) + " |", "|" + "".join("---|" if a == "l" else "---:|" for a in align)]
+    rule = "|" + "".join("---|" if a == "l" else "---:|" for a in align)
+    out = ["| " + " | ".join(head) + " |", rule]
     out += ["| " + " | ".join(r) + " |" for r in rows]
     return out
 
 
 def threads_text(threads: Any) -> str:
     if isinstance(threads, list):
-        return "-".join(str(t) for t in (min(threads), max(threads))) if len(set(threads)) > 1 else str(threads[0])
+        lo, hi = min(threads), max(threads)
+        return f"{lo}-{hi}" if lo != hi else str(lo)
     return "?" if threads is None else str(threads)
 
 

@@ -13,7 +13,6 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-
 from lenet_fast import LeNet5, load_mnist, preprocess
 from lenet_fast.train import paper_eta, sdlm_mu
 
@@ -113,7 +112,9 @@ def load_inputs(data: str | None, n: int) -> tuple[npt.NDArray[np.float32], npt.
         )
 
 
-def build_inputs(args: argparse.Namespace) -> tuple[LeNet5, npt.NDArray[np.float32], npt.NDArray[Any], str]:
+def build_inputs(
+    args: argparse.Namespace,
+) -> tuple[LeNet5, npt.NDArray[np.float32], npt.NDArray[Any], str]:
     """The model and the patterns, the same in every process (seeded, or read from files)."""
     model = LeNet5.load(args.model) if args.model else LeNet5(seed=args.seed)
     n = max([c.batch for c in args.cases] + list(args.block.values())
@@ -180,7 +181,9 @@ class Run:
             self.part["impls"][key] = {"version": impl.version, "note": impl.note}
         return made
 
-    def data(self, case: Case, key: str, validate: bool) -> tuple[npt.NDArray[np.float32], npt.NDArray[Any]]:
+    def data(
+        self, case: Case, key: str, validate: bool
+    ) -> tuple[npt.NDArray[np.float32], npt.NDArray[Any]]:
         if case.task == "infer" or case.batch > 1:
             n = case.batch
         else:
@@ -319,7 +322,8 @@ class Run:
         for (key, ck), why in self.broken.items():
             self.part["notes"].append(f"{LABELS[key]}, {ck}: {why}; not timed")
         for key, impl in made.items():
-            if all((key, c.key) in self.broken for c in self.cases if impl.supports(c.task) is None):
+            runs = [c for c in self.cases if impl.supports(c.task) is None]
+            if all((key, c.key) in self.broken for c in runs):
                 self.part["status"][key] = "failed"
         return self.part
 
@@ -388,7 +392,8 @@ def report_lines(result: dict[str, Any]) -> list[str]:
     validation = result["validation"]
     worst_of: dict[str, dict[str, Any]] = {}
     for v in validation:
-        if v["kind"] not in worst_of or v["worst_err_over_tol"] > worst_of[v["kind"]]["worst_err_over_tol"]:
+        seen = worst_of.get(v["kind"])
+        if seen is None or v["worst_err_over_tol"] > seen["worst_err_over_tol"]:
             worst_of[v["kind"]] = v
     worst_text = "; ".join(
         f"{what} {worst_of[k]['worst_err_over_tol']:.2g} "
@@ -402,7 +407,7 @@ def report_lines(result: dict[str, Any]) -> list[str]:
         "# lenet_fast benchmark suite: LeNet-5 inference and training",
         "",
         *header_lines(facts),
-        f"- peers: " + ", ".join(f"{LABELS[k]}: {p['status']}" for k, p in peers.items()
+        "- peers: " + ", ".join(f"{LABELS[k]}: {p['status']}" for k, p in peers.items()
                                  if k != "lenet_fast")
         + f"; NumPy BLAS threads: {s['blas_threads']}; FMA peak assumed "
         f"{s['peak_gmacs_per_core']:g} G multiply-adds/s per core",

@@ -5,11 +5,11 @@ one that passes returns its worst |error| / tolerance (<= 1)."""
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-
 from lenet_fast import LeNet5
 
 from .compat import sdlm_pass

@@ -5,10 +5,9 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
+import lenet_fast
 import numpy as np
 import numpy.typing as npt
-
-import lenet_fast
 from lenet_fast import LeNet5
 
 from ..compat import sdlm_pass

@@ -9,7 +9,6 @@ from typing import Any, Callable
 
 import numpy as np
 import numpy.typing as npt
-
 from lenet_fast import LeNet5, tables
 
 from ..compat import PARAM_SHAPES, RBF_PARAM, centres
