@@ -34,7 +34,7 @@ Arrays = dict[str, npt.NDArray[Any]]
 def centres(model: LeNet5) -> npt.NDArray[np.float32]:
     """The (10,84) RBF centres the model uses (its trainable parameter or its fixed codes)."""
     if hasattr(type(model), "centres"):
-        return np.asarray(model.centres, dtype=np.float32)
+        return np.asarray(getattr(model, "centres"), dtype=np.float32)  # noqa: B009
     return np.asarray(model._centres(), dtype=np.float32)
 
 

@@ -101,7 +101,7 @@ def merge_parts(parts: list[dict[str, Any]], facts: dict[str, Any]) -> dict[str,
     for (_, ck), r in rows.items():
         base = rows.get(("lenet_fast", ck), {}).get("images_per_s")
         r["ratio"] = base / r["images_per_s"] if base and r.get("images_per_s") else None
-    res = {
+    res: dict[str, Any] = {
         "validation": [v for p in parts for v in p["validation"]],
         "rows": rows,
         "status": {k: v for p in parts for k, v in p["status"].items()},

@@ -70,7 +70,8 @@ def build_torch_net(model: LeNet5) -> Any:
             a = f(self.subsample(a, self.s2_coef, self.s2_bias))
             # the mask keeps the 36 unconnected kernels at zero under training; the stored
             # weight is already masked, so inference skips the multiply
-            w3 = self.c3.weight * self.c3_mask if torch.is_grad_enabled() else self.c3.weight
+            mask: Any = self.c3_mask
+            w3 = self.c3.weight * mask if torch.is_grad_enabled() else self.c3.weight
             a = f(F.conv2d(a, w3, self.c3.bias))
             a = f(self.subsample(a, self.s4_coef, self.s4_bias))
             a = f(self.c5(a)).flatten(1)
