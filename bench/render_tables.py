@@ -18,8 +18,8 @@ Usage::
     python bench/render_tables.py            # rewrite the blocks in place
     python bench/render_tables.py --check    # exit 1 if a block differs from its results
 
-``--check`` also fails when a block's result file is missing. Exit status 2: a marker
-without its end, or an unknown NAME.
+A block whose result file is missing is left as it is and makes the exit status 1 (with
+``--check`` too). Exit status 2: a marker without its end, or an unknown NAME.
 """
 
 from __future__ import annotations
@@ -62,12 +62,15 @@ def render_block(name: str, results: Path, root: Path) -> list[str]:
     return [*table(res), "", source_line(shown, res["facts"])]
 
 
-def render_text(text: str, results: Path, root: Path, where: str = "") -> tuple[str, list[str]]:
-    """``text`` with every block rewritten, and the names of the blocks that changed.
-    FileNotFoundError (naming the block) when a block's result file is missing."""
+def render_text(
+    text: str, results: Path, root: Path, where: str = ""
+) -> tuple[str, list[str], list[str]]:
+    """``text`` with every block rewritten, the names of the blocks that changed, and those
+    whose result file is missing (left as they are)."""
     lines = text.split("\n")
     out: list[str] = []
     changed: list[str] = []
+    missing: list[str] = []
     i = 0
     while i < len(lines):
         m = START.match(lines[i].strip())
@@ -83,15 +86,14 @@ def render_text(text: str, results: Path, root: Path, where: str = "") -> tuple[
             raise MarkerError(f"{where}: block {name!r} has no {end} line") from None
         try:
             new = render_block(name, results, root)
-        except FileNotFoundError as e:
-            raise FileNotFoundError(
-                f"{where}: block {name!r} needs {results / BLOCKS[name][0]}, which is missing"
-            ) from e
+        except FileNotFoundError:
+            missing.append(name)
+            new = lines[i:j]
         if lines[i:j] != new:
             changed.append(name)
         out += new
         i = j
-    return "\n".join(out), changed
+    return "\n".join(out), changed, missing
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -103,21 +105,19 @@ def main(argv: list[str] | None = None) -> int:
                    help="the result files (default ROOT/bench/results)")
     args = p.parse_args(argv)
     results = args.results or args.root / "bench" / "results"
-    stale = 0
+    failed = 0
     for doc in documents(args.root):
         where = doc.relative_to(args.root).as_posix()
         text = doc.read_text(encoding="utf-8")
         try:
-            new, changed = render_text(text, results, args.root, where)
-        except FileNotFoundError as e:
-            print(f"error: {e}", file=sys.stderr)
-            if args.check:
-                stale += 1
-                continue
-            return 1
+            new, changed, missing = render_text(text, results, args.root, where)
         except MarkerError as e:
             print(f"error: {e}", file=sys.stderr)
             return 2
+        for name in missing:
+            print(f"error: {where}: block {name!r} needs {results / BLOCKS[name][0]}, "
+                  "which is missing", file=sys.stderr)
+        failed += len(missing)
         for name in changed:
             if args.check:
                 print(f"{where}: block {name!r} differs from what {BLOCKS[name][0]} renders; "
@@ -126,8 +126,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{where}: block {name!r} rewritten")
         if changed and not args.check:
             doc.write_text(new, encoding="utf-8")
-        stale += len(changed) if args.check else 0
-    return 1 if stale else 0
+        failed += len(changed) if args.check else 0
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -182,6 +182,13 @@ def test_check_fails_when_a_blocks_result_file_is_missing(repo: Path, capsys) ->
     err = capsys.readouterr().err
     assert "docs/performance.md: block 'reproduce' needs" in err and "reproduce.json" in err
 
+    # rewriting: the other blocks are still written, the one without results left alone
+    doc = repo / "docs" / "performance.md"
+    doc.write_text(DOC, encoding="utf-8")
+    assert render_tables.main(["--root", str(repo)]) == 1
+    text = doc.read_text(encoding="utf-8")
+    assert "old table" not in text and block(text, "reproduce") == []
+
 
 def test_a_block_without_its_end_marker_is_an_error(repo: Path, capsys) -> None:
     (repo / "README.md").write_text("<!-- bench:suite -->\nno end\n", encoding="utf-8")
