@@ -124,3 +124,41 @@ def test_a_dead_peer_is_reported_a_dead_lenet_fast_stops_the_run(monkeypatch, ca
     out, err = capsys.readouterr()
     assert started == ["lenet_fast"] and out == ""
     assert "lenet_fast's process failed, nothing is reported" in err
+
+
+def test_a_wrong_output_fails_validation_and_a_right_one_passes():
+    import numpy as np
+    from harness.validation import ValidationError, check_forward, check_gradients
+
+    want = np.linspace(-2.0, 3.0, 20).reshape(2, 10)
+    assert check_forward("ok", want.astype(np.float32), want) < 1.0
+    bad = want.astype(np.float32)
+    bad[1, 3] += 1e-3  # 1e-4 * max(1, 3) = 3e-4 allowed
+    with pytest.raises(ValidationError, match=r"bad: disagrees .* at \(1, 3\)"):
+        check_forward("bad", bad, want)
+    g = {"c1.w": np.ones((2, 2))}
+    with pytest.raises(ValidationError, match="the gradient of c1.w"):
+        check_gradients("g", {"c1.w": g["c1.w"] * (1 + 1e-3)}, g)
+
+
+def test_alternating_timing_runs_each_callable_once_per_round():
+    from harness.timing import measure_alternating
+
+    order: list[str] = []
+    out = measure_alternating(
+        {"a": lambda: order.append("a"), "b": lambda: order.append("b")}, 3, 0.0, 0.0
+    )
+    assert [out[k]["runs"] for k in "ab"] == [3, 3]
+    timed = order[-6:]  # after the warm-up calls, one run of each per round
+    assert timed == ["a", "b"] * 3 and out["a"]["calls_per_run"] == 1
+
+
+def test_the_implementations_have_lenet_fasts_parameter_names():
+    from harness.compat import MACS_PER_IMAGE, PARAM_SHAPES
+    from harness.impls import KEYS, get
+
+    assert list(PARAM_SHAPES)[:2] == ["c1.w", "c1.b"] and len(PARAM_SHAPES) == 12
+    assert MACS_PER_IMAGE == {"infer": 328_096, "train": 865_848}
+    assert KEYS[0] == "lenet_fast"
+    for key in KEYS:
+        assert get(key).key == key
