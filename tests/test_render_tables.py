@@ -48,7 +48,7 @@ SUITE = {
     "targets": {"infer:1:1": 40_000},
 }
 KERNELS = {
-    "facts": {**FACTS, "threads": 1},
+    "facts": {**FACTS, "threads": 1, "isas_benchmarked": ["scalar", "avx2"]},
     "kernels": [{"kernel": "conv2d", "layer": "C1", "direction": "forward", "batch": 1,
                  "isa": "avx2", "median_s": 2.5e-6, "min_s": 2e-6, "max_s": 3e-6,
                  "gflops": 94.08, "gelems": None}],
@@ -145,6 +145,8 @@ def test_the_docs_blocks(repo: Path) -> None:
     assert "| conv2d | C1 | forward | 1 | avx2 | 2.50 | 2.00-3.00 | 94.08 | - |" in kernels
     assert "| lenet_fast | avx2 | 1 | 30,000 | 29,000-31,000 | 0.0333 | 19.70 | 80.0x |" in kernels
     assert "old table" not in text
+    assert kernels[-1].startswith("*Source: `bench/results/kernels.json`; Test CPU 9000, 1 "
+                                  "thread(s), ISA scalar, avx2, commit abc1234")
     repro = block(text, "reproduce")
     assert "| original 60,000 | 1 | 0.95% | 0.50% | 10.0 min |" in repro
     assert "| original 60,000 | **median** | **0.95%** (paper 0.95%) | 0.50% | 10.0 min |" in repro

@@ -67,7 +67,8 @@ def source_line(source: str, facts: dict[str, Any]) -> str:
     commit = facts.get("git_commit", "unknown") + (
         " (modified)" if facts.get("git_tree_modified") else ""
     )
+    isa = ", ".join(facts.get("isas_benchmarked") or [str(facts.get("isa"))])
     return (
         f"*Source: `{source}`; {facts.get('cpu')}, {threads_text(facts.get('threads'))} "
-        f"thread(s), ISA {facts.get('isa')}, commit {commit}, {str(facts.get('date'))[:10]}.*"
+        f"thread(s), ISA {isa}, commit {commit}, {str(facts.get('date'))[:10]}.*"
     )
