@@ -26,8 +26,9 @@ std::string compiler() {
 }  // namespace
 
 void bind_info(py::module_& m) {
-    m.def("get_isa", [] { return std::string(active_isa().name); },
-          "Name of the instruction set the kernels use now: 'scalar' or 'avx2'.");
+    m.def(
+        "get_isa", [] { return std::string(active_kernels().name); },
+        "Name of the instruction set the kernels use now: 'scalar' or 'avx2'.");
     m.def(
         "set_isa",
         [](const std::string& name) {

@@ -20,11 +20,11 @@ std::string dims2(const char* a, int64_t x, const char* b, int64_t y) {
 void check_conv_sizes(const F32& x, int64_t R, int64_t S, const char* wname) {
     require(x[1] >= 1 && x[2] >= 1 && x[3] >= 1,
             "x: expected (N,C,H,W) float32 with C, H, W >= 1, got shape " + shape_str(x.shape));
-    require(R >= 1 && S >= 1, std::string(wname) + ": expected a kernel of R, S >= 1, got " +
-                                  dims2("R", R, "S", S));
-    require(R <= x[2] && S <= x[3],
-            std::string(wname) + ": kernel " + dims2("R", R, "S", S) +
-                " is larger than the input x " + dims2("H", x[2], "W", x[3]));
+    require(R >= 1 && S >= 1,
+            std::string(wname) + ": expected a kernel of R, S >= 1, got " + dims2("R", R, "S", S));
+    require(R <= x[2] && S <= x[3], std::string(wname) + ": kernel " + dims2("R", R, "S", S) +
+                                        " is larger than the input x " +
+                                        dims2("H", x[2], "W", x[3]));
 }
 
 void check_same(const F32& a, const char* name, const Shape& want, const char* what) {
@@ -35,8 +35,8 @@ void check_same(const F32& a, const char* name, const Shape& want, const char* w
 py::array_t<float> conv2d_forward_py(py::handle xo, py::handle wo, py::handle bo) {
     F32 x = check_f32(xo, "x", "(N,C,H,W)", 4), w = check_f32(wo, "w", "(K,C,R,S)", 4),
         b = check_f32(bo, "b", "(K,)", 1);
-    require(w[1] == x[1], "w: expected (K,C,R,S) with C=" + to_string(x[1]) +
-                              " to match x, got " + shape_str(w.shape));
+    require(w[1] == x[1], "w: expected (K,C,R,S) with C=" + to_string(x[1]) + " to match x, got " +
+                              shape_str(w.shape));
     require(w[0] >= 1, "w: expected K >= 1 output maps, got " + shape_str(w.shape));
     check_conv_sizes(x, w[2], w[3], "w");
     require(b[0] == w[0], "b: expected (K,) with K=" + to_string(w[0]) + " to match w, got " +
@@ -54,8 +54,8 @@ py::array_t<float> conv2d_forward_py(py::handle xo, py::handle wo, py::handle bo
 py::tuple conv2d_backward_py(py::handle xo, py::handle wo, py::handle dyo) {
     F32 x = check_f32(xo, "x", "(N,C,H,W)", 4), w = check_f32(wo, "w", "(K,C,R,S)", 4),
         dy = check_f32(dyo, "dy", "(N,K,Ho,Wo)", 4);
-    require(w[1] == x[1], "w: expected (K,C,R,S) with C=" + to_string(x[1]) +
-                              " to match x, got " + shape_str(w.shape));
+    require(w[1] == x[1], "w: expected (K,C,R,S) with C=" + to_string(x[1]) + " to match x, got " +
+                              shape_str(w.shape));
     require(w[0] >= 1, "w: expected K >= 1 output maps, got " + shape_str(w.shape));
     check_conv_sizes(x, w[2], w[3], "w");
     const ConvShape s{x[0], x[1], x[2], x[3], w[0], w[2], w[3]};
@@ -118,7 +118,8 @@ py::tuple sparse_conv2d_backward_py(py::handle xo, py::handle wo, py::handle dyo
 void check_subsample_x(const F32& x) {
     require(x[1] >= 1 && x[2] >= 2 && x[3] >= 2 && x[2] % 2 == 0 && x[3] % 2 == 0,
             "x: expected (N,C,H,W) float32 with C >= 1 and even H, W >= 2 for 2x2 subsampling, "
-            "got shape " + shape_str(x.shape));
+            "got shape " +
+                shape_str(x.shape));
 }
 
 py::array_t<float> subsample_forward_py(py::handle xo, py::handle co, py::handle bo) {

@@ -17,17 +17,21 @@ namespace {
 using Shape = std::vector<int64_t>;
 using std::to_string;
 
-// model.PARAM_SHAPES order, then the centres: the LeNetParam enum's order.
-const char* const kNames[kNumLeNetParams] = {"c1.w",    "c1.b",    "s2.coef", "s2.bias", "c3.w",
-                                             "c3.b",    "s4.coef", "s4.bias", "c5.w",    "c5.b",
-                                             "f6.w",    "f6.b",    "rbf.c"};
+// layout.PARAM_SHAPES order, then the centres: the LeNetParam enum's order.
+const char* const kNames[kNumLeNetParams] = {"c1.w", "c1.b",    "s2.coef", "s2.bias", "c3.w",
+                                             "c3.b", "s4.coef", "s4.bias", "c5.w",    "c5.b",
+                                             "f6.w", "f6.b",    "rbf.c"};
 
 Shape param_shape(int q, int64_t T) {
     switch (q) {
         case kC1W: return {6, 1, 5, 5};
-        case kC1B: case kS2Coef: case kS2Bias: return {6};
+        case kC1B:
+        case kS2Coef:
+        case kS2Bias: return {6};
         case kC3W: return {T, 5, 5};
-        case kC3B: case kS4Coef: case kS4Bias: return {16};
+        case kC3B:
+        case kS4Coef:
+        case kS4Bias: return {16};
         case kC5W: return {120, 16, 5, 5};
         case kC5B: return {120};
         case kF6W: return {84, 120};
@@ -39,28 +43,29 @@ Shape param_shape(int q, int64_t T) {
 // A float32 C-contiguous array of exactly `want`; `name` as the messages should say it.
 F32 check_exact(py::handle obj, const std::string& name, const Shape& want) {
     F32 a = check_f32(obj, name.c_str(), shape_str(want).c_str(), static_cast<int>(want.size()));
-    require(a.shape == want, name + ": expected " + shape_str(want) + " float32, got shape " +
-                                 shape_str(a.shape));
+    require(a.shape == want,
+            name + ": expected " + shape_str(want) + " float32, got shape " + shape_str(a.shape));
     return a;
 }
 
 void require_writeable(const F32& a, const std::string& name) {
-    require(a.arr.writeable(), name + ": expected a writeable array (it is updated in place), "
-                                      "got a read-only one");
+    require(a.arr.writeable(), name +
+                                   ": expected a writeable array (it is updated in place), "
+                                   "got a read-only one");
 }
 
-// The arrays of a dict: exactly the 12 trainable names of model.PARAM_SHAPES.
+// The arrays of a dict: exactly the 12 trainable names of layout.PARAM_SHAPES.
 std::vector<F32> check_dict(py::handle obj, const char* name, int64_t T) {
     if (!py::isinstance<py::dict>(obj))
-        throw py::type_error(std::string(name) + ": expected a dict of the 12 LeNet-5 arrays "
-                                                 "by name ('c1.w' ... 'f6.b'), got " +
+        throw py::type_error(std::string(name) +
+                             ": expected a dict of the 12 LeNet-5 arrays "
+                             "by name ('c1.w' ... 'f6.b'), got " +
                              std::string(py::str(py::type::handle_of(obj).attr("__name__"))));
     auto d = py::reinterpret_borrow<py::dict>(obj);
     for (auto item : d) {
         const std::string key = py::str(item.first);
-        const bool known =
-            std::find_if(kNames, kNames + kRbfC, [&](const char* n) { return key == n; }) !=
-            kNames + kRbfC;
+        const bool known = std::find_if(kNames, kNames + kRbfC,
+                                        [&](const char* n) { return key == n; }) != kNames + kRbfC;
         require(known && py::isinstance<py::str>(item.first),
                 std::string(name) + ": unexpected key " + std::string(py::repr(item.first)) +
                     " (expected the 12 names 'c1.w' ... 'f6.b'; trainable RBF centres go in "
@@ -68,9 +73,9 @@ std::vector<F32> check_dict(py::handle obj, const char* name, int64_t T) {
     }
     std::vector<F32> out;
     for (int q = 0; q < kRbfC; ++q) {
-        require(d.contains(kNames[q]),
-                std::string(name) + ": missing '" + kNames[q] + "' (expected the 12 names "
-                                                                "'c1.w' ... 'f6.b')");
+        require(d.contains(kNames[q]), std::string(name) + ": missing '" + kNames[q] +
+                                           "' (expected the 12 names "
+                                           "'c1.w' ... 'f6.b')");
         out.push_back(check_exact(d[kNames[q]], std::string(name) + "['" + kNames[q] + "']",
                                   param_shape(q, T)));
     }
@@ -112,9 +117,8 @@ py::array_t<int64_t> check_index(py::handle obj, const char* name, int64_t n, in
 }
 
 double check_positive(double v, const char* name) {
-    require(std::isfinite(v) && v > 0,
-            std::string(name) + ": expected a finite number > 0, got " +
-                std::string(py::repr(py::float_(v))));
+    require(std::isfinite(v) && v > 0, std::string(name) + ": expected a finite number > 0, got " +
+                                           std::string(py::repr(py::float_(v))));
     return v;
 }
 
@@ -199,15 +203,16 @@ py::tuple sdlm_pass_py(py::handle params_o, py::handle steps_o, py::handle centr
             "x: expected (N,1,32,32) float32, got shape " + shape_str(x.shape));
     const int64_t N = x[0];
     auto labels = check_index(labels_o, "labels", N, 0, 9, "0..9 (digits)");
-    auto order = check_index(order_o, "order", -1, 0, N - 1,
-                             "[0, " + to_string(N) + ") (indices into x)");
+    auto order =
+        check_index(order_o, "order", -1, 0, N - 1, "[0, " + to_string(N) + ") (indices into x)");
 
     // The arrays written in place must be writeable and share no memory with any other
     // argument: the Python loop reads every input before it writes, this pass does not.
     std::vector<Span> spans;
     const int written = train_rbf ? kNumLeNetParams : kRbfC;
     for (int q = 0; q < kNumLeNetParams; ++q) {
-        const std::string pname = q == kRbfC ? "centres" : "params['" + std::string(kNames[q]) + "']";
+        const std::string pname =
+            q == kRbfC ? "centres" : "params['" + std::string(kNames[q]) + "']";
         if (q < written) require_writeable(params[q], pname);
         spans.push_back(span_of(params[q], pname));
     }
@@ -217,7 +222,8 @@ py::tuple sdlm_pass_py(py::handle params_o, py::handle steps_o, py::handle centr
     spans.push_back(span_of(x, "x"));
     for (int q = 0; q < written; ++q)
         for (size_t o = 0; o < spans.size(); ++o)
-            if (o != static_cast<size_t>(q) && spans[q].lo < spans[o].hi && spans[o].lo < spans[q].hi)
+            if (o != static_cast<size_t>(q) && spans[q].lo < spans[o].hi &&
+                spans[o].lo < spans[q].hi)
                 throw py::value_error(spans[q].name + ": shares memory with " + spans[o].name +
                                       "; an array updated in place must not overlap another "
                                       "argument (pass a copy)");
@@ -239,20 +245,19 @@ py::tuple sdlm_pass_py(py::handle params_o, py::handle steps_o, py::handle centr
     return py::make_tuple(r.loss_sum, r.errors);
 }
 
-
 // The happy path of network_forward's checks, building no message (the full checks below
 // format theirs eagerly: ~15 us a call, as much as the network's arithmetic on one image):
 // obj is a float32, C-contiguous, aligned ndarray of shape `want` (want[0] < 0: any N).
 // Anything else goes through the full checks, which raise with their usual messages.
-bool fast_f32(py::handle obj, const Shape& want, std::vector<py::object>& keep,
-              const float** data, int64_t* n0) {
+bool fast_f32(py::handle obj, const Shape& want, std::vector<py::object>& keep, const float** data,
+              int64_t* n0) {
     if (!py::array_t<float>::check_(obj)) return false;
     auto a = py::reinterpret_borrow<py::array>(obj);
     if (a.ndim() != static_cast<py::ssize_t>(want.size())) return false;
     for (size_t i = 0; i < want.size(); ++i)
         if (want[i] >= 0 && a.shape(static_cast<py::ssize_t>(i)) != want[i]) return false;
-    const int need = py::detail::npy_api::NPY_ARRAY_C_CONTIGUOUS_ |
-                     py::detail::npy_api::NPY_ARRAY_ALIGNED_;
+    const int need =
+        py::detail::npy_api::NPY_ARRAY_C_CONTIGUOUS_ | py::detail::npy_api::NPY_ARRAY_ALIGNED_;
     if ((a.flags() & need) != need) return false;
     *data = static_cast<const float*>(a.data());
     if (n0) *n0 = a.shape(0);
@@ -261,13 +266,12 @@ bool fast_f32(py::handle obj, const Shape& want, std::vector<py::object>& keep,
 }
 
 bool fast_forward_args(py::handle params_o, py::handle centres_o, py::handle x_o,
-                       py::handle table_o, const float** p, uint8_t* table,
-                       const float** x, int64_t* N, std::vector<py::object>& keep) {
+                       py::handle table_o, const float** p, uint8_t* table, const float** x,
+                       int64_t* N, std::vector<py::object>& keep) {
     if (!py::isinstance<py::array>(table_o)) return false;
     auto t = py::reinterpret_borrow<py::array>(table_o);
     if (t.dtype().kind() != 'b' || t.itemsize() != 1 || t.ndim() != 2 || t.shape(0) != 6 ||
-        t.shape(1) != 16 ||
-        !(t.flags() & py::detail::npy_api::NPY_ARRAY_C_CONTIGUOUS_))
+        t.shape(1) != 16 || !(t.flags() & py::detail::npy_api::NPY_ARRAY_C_CONTIGUOUS_))
         return false;
     const auto* tb = static_cast<const uint8_t*>(t.data());
     int64_t T = 0;
@@ -339,9 +343,8 @@ void bind_network(py::module_& m) {
           "params: dict of the 12 arrays ('c1.w' ... 'f6.b'); centres (10,84); table (6,16) "
           "bool; subsample 'sum'|'mean'. Threads over the images; the GIL is released.");
     m.def("network_gradients", &network_gradients_py, py::arg("params"), py::arg("centres"),
-          py::arg("x"), py::arg("labels"), py::arg("table"), py::arg("loss"),
-          py::arg("loss_scale"), py::arg("map_j"), py::arg("subsample"),
-          py::arg("train_centres"),
+          py::arg("x"), py::arg("labels"), py::arg("table"), py::arg("loss"), py::arg("loss_scale"),
+          py::arg("map_j"), py::arg("subsample"), py::arg("train_centres"),
           "Forward and backward of LeNet-5 in one call: (sum over the batch of the scaled "
           "loss, errors, gradients of the batch-mean loss as a dict of new arrays ('rbf.c' "
           "too when train_centres), penalties (N,10)). params: dict of the 12 arrays; "

@@ -35,15 +35,17 @@ F32 check_f32(py::handle obj, const char* name, const char* dims, int ndim) {
             std::string(name) + ": expected a C-contiguous array (numpy.ascontiguousarray(" + name +
                 ") makes one), got a strided view");
     require(flags & py::detail::npy_api::NPY_ARRAY_ALIGNED_,
-            std::string(name) + ": expected an aligned array, got a misaligned buffer "
-                                "(numpy.ascontiguousarray(" + name + ") makes an aligned copy)");
+            std::string(name) +
+                ": expected an aligned array, got a misaligned buffer "
+                "(numpy.ascontiguousarray(" +
+                name + ") makes an aligned copy)");
     a.data = static_cast<const float*>(a.arr.data());
     return a;
 }
 
 std::vector<uint8_t> check_table(py::handle obj, const char* name, int64_t rows, int64_t cols) {
-    const std::string want = "(C,K) = (" + std::to_string(rows) + "," + std::to_string(cols) +
-                             ") bool";
+    const std::string want =
+        "(C,K) = (" + std::to_string(rows) + "," + std::to_string(cols) + ") bool";
     if (!py::isinstance<py::array>(obj))
         throw py::type_error(std::string(name) + ": expected a numpy.ndarray " + want + ", got " +
                              type_name(obj));
@@ -54,9 +56,9 @@ std::vector<uint8_t> check_table(py::handle obj, const char* name, int64_t rows,
         throw py::type_error(std::string(name) + ": expected " + want + ", got " +
                              std::string(py::str(arr.dtype())) + " array of shape " +
                              shape_str(shape));
-    require(shape == std::vector<int64_t>{rows, cols},
-            std::string(name) + ": expected " + want + " (C from x, K from b), got shape " +
-                shape_str(shape));
+    require(shape == std::vector<int64_t>{rows, cols}, std::string(name) + ": expected " + want +
+                                                           " (C from x, K from b), got shape " +
+                                                           shape_str(shape));
     auto c = py::array_t<bool, py::array::c_style | py::array::forcecast>::ensure(obj);
     if (!c) throw py::error_already_set();
     std::vector<uint8_t> out(static_cast<size_t>(rows * cols));

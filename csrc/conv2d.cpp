@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <vector>
 
+#include "backprop.h"
 #include "conv_internal.h"
 #include "dispatch.h"
 #include "kernels.h"
@@ -51,15 +52,23 @@ PairList transpose_pairs(const PairList& pl, int64_t C) {
 
 void conv_pairs_forward(float* y, const float* x, const float* w, const float* b,
                         const ConvShape& s, const PairList& pl) {
-    const Isa& isa = active_isa();
+    const KernelTable& kt = active_kernels();
     const int64_t plane = s.Ho() * s.Wo(), in_image = s.C * s.H * s.W;
     const int64_t cost = plane * s.R * s.S * std::max<int64_t>(1, s.C);
     parallel_for(s.N * s.K, cost, [&](int64_t task) {
         const int64_t n = task / s.K, k = task % s.K;
         const int32_t p0 = pl.begin[k];
-        const PlaneArgs a{x + n * in_image, w, pl.cidx.data() + p0, pl.widx.data() + p0,
-                          pl.begin[k + 1] - p0, b ? b[k] : 0.0f, s.H, s.W, s.R, s.S};
-        isa.conv_plane(y + task * plane, a);
+        const PlaneArgs a{x + n * in_image,
+                          w,
+                          pl.cidx.data() + p0,
+                          pl.widx.data() + p0,
+                          pl.begin[k + 1] - p0,
+                          b ? b[k] : 0.0f,
+                          s.H,
+                          s.W,
+                          s.R,
+                          s.S};
+        kt.conv_plane(y + task * plane, a);
     });
 }
 
@@ -71,8 +80,7 @@ namespace {
 constexpr int64_t kSumMaps = 8;
 
 template <int M>
-void sum_maps_fixed(float* db, const float* dy, int64_t k0, int64_t N, int64_t K,
-                    int64_t plane) {
+void sum_maps_fixed(float* db, const float* dy, int64_t k0, int64_t N, int64_t K, int64_t plane) {
     double acc[M] = {};
     for (int64_t n = 0; n < N; ++n) {
         const float* g = dy + (n * K + k0) * plane;
@@ -98,29 +106,15 @@ void sum_maps(float* db, const float* dy, int64_t k0, int64_t count, int64_t N, 
 
 }  // namespace
 
-ConvBackScratch::ConvBackScratch(const ConvShape& s, const PairList& pl)
-    : tpl(transpose_pairs(pl, s.C)),
-      dyp(static_cast<size_t>(s.N * s.K * (s.Ho() + 2 * (s.R - 1)) * (s.Wo() + 2 * (s.S - 1))),
-          0.0f),
-      wr(pl.cidx.size() * static_cast<size_t>(s.R * s.S)) {}
-
 void conv_pairs_backward(float* dx, float* dw, float* db, const float* x, const float* w,
                          const float* dy, const ConvShape& s, const PairList& pl) {
-    ConvBackScratch scratch(s, pl);
-    conv_pairs_backward(dx, dw, db, x, w, dy, s, pl, &scratch);
-}
-
-void conv_pairs_backward(float* dx, float* dw, float* db, const float* x, const float* w,
-                         const float* dy, const ConvShape& s, const PairList& pl,
-                         ConvBackScratch* scratch) {
-    const Isa& isa = active_isa();
+    const KernelTable& kt = active_kernels();
     const int64_t Ho = s.Ho(), Wo = s.Wo(), plane = Ho * Wo, RS = s.R * s.S;
     const int64_t T = static_cast<int64_t>(pl.cidx.size());
 
     // db: per output map, a double sum over the batch and the plane in a fixed order.
     parallel_for((s.K + kSumMaps - 1) / kSumMaps, s.N * plane * kSumMaps, [&](int64_t blk) {
-        sum_maps(db, dy, blk * kSumMaps, std::min(kSumMaps, s.K - blk * kSumMaps), s.N, s.K,
-                 plane);
+        sum_maps(db, dy, blk * kSumMaps, std::min(kSumMaps, s.K - blk * kSumMaps), s.N, s.K, plane);
     });
 
     // dw: each output map's pairs belong to one task.
@@ -129,25 +123,22 @@ void conv_pairs_backward(float* dx, float* dw, float* db, const float* x, const 
                      for (int32_t p = pl.begin[k]; p < pl.begin[k + 1]; ++p) {
                          float* dwt = dw + static_cast<int64_t>(pl.widx[p]) * RS;
                          std::fill(dwt, dwt + RS, 0.0f);
-                         isa.conv_dw_plane(dwt, x + pl.cidx[p] * s.H * s.W, s.C * s.H * s.W,
-                                           dy + k * plane, s.K * plane, s.N, s.H, s.W, s.R, s.S);
+                         kt.conv_dw_plane(dwt, x + pl.cidx[p] * s.H * s.W, s.C * s.H * s.W,
+                                          dy + k * plane, s.K * plane, s.N, s.H, s.W, s.R, s.S);
                      }
                  });
     if (dx == nullptr) return;
 
-    // dx: forward convolution of the padded dy with the rotated kernels. Only the interior
-    // of dyp is written, so its zero border survives from one call to the next.
+    // dx: forward convolution of the zero-padded dy with the rotated kernels, over the
+    // connections seen from the inputs.
     const int64_t Hp = Ho + 2 * (s.R - 1), Wp = Wo + 2 * (s.S - 1);
-    float* dyp = scratch->dyp.data();
+    std::vector<float> dyp(static_cast<size_t>(s.N * s.K * Hp * Wp), 0.0f);
     for (int64_t nk = 0; nk < s.N * s.K; ++nk)
-        for (int64_t i = 0; i < Ho; ++i)
-            std::copy(dy + nk * plane + i * Wo, dy + nk * plane + (i + 1) * Wo,
-                      dyp + nk * Hp * Wp + (i + s.R - 1) * Wp + (s.S - 1));
-    float* wr = scratch->wr.data();
-    for (int64_t t = 0; t < T; ++t)
-        for (int64_t q = 0; q < RS; ++q) wr[t * RS + q] = w[t * RS + (RS - 1 - q)];
+        pad_plane(dyp.data() + nk * Hp * Wp, Wp, dy + nk * plane, Ho, Wo, s.R, s.S);
+    std::vector<float> wr(static_cast<size_t>(T * RS));
+    rotate_kernels(wr.data(), w, T, RS);
     const ConvShape back{s.N, s.K, Hp, Wp, s.C, s.R, s.S};
-    conv_pairs_forward(dx, dyp, wr, nullptr, back, scratch->tpl);
+    conv_pairs_forward(dx, dyp.data(), wr.data(), nullptr, back, transpose_pairs(pl, s.C));
 }
 
 void conv2d_forward(float* y, const float* x, const float* w, const float* b, const ConvShape& s) {

@@ -30,24 +30,9 @@ PairList transpose_pairs(const PairList& pl, int64_t C);
 void conv_pairs_forward(float* y, const float* x, const float* w, const float* b,
                         const ConvShape& s, const PairList& pl);
 
-// dx (N,C,H,W), dw (T,R,S), db (K,) for conv_pairs_forward; T = pl.cidx.size().
-// Allocates its scratch; the variant below takes it from the caller.
+// dx (N,C,H,W), dw (T,R,S), db (K,) for conv_pairs_forward; T = pl.cidx.size(). dx may be
+// null: no input gradient.
 void conv_pairs_backward(float* dx, float* dw, float* db, const float* x, const float* w,
                          const float* dy, const ConvShape& s, const PairList& pl);
-
-// The scratch of the dx part of conv_pairs_backward, for callers that run it many times on
-// one shape (the fused training pass, network.cpp) and must not allocate per call.
-struct ConvBackScratch {
-    PairList tpl;            // transpose_pairs(pl, C)
-    std::vector<float> dyp;  // (N,K,Ho+2(R-1),Wo+2(S-1)): dy zero-padded; borders stay zero
-    std::vector<float> wr;   // (T,R,S): the kernels rotated by 180 degrees
-    ConvBackScratch(const ConvShape& s, const PairList& pl);
-};
-
-// As conv_pairs_backward, with the caller's scratch (made for shape s and list pl). dx may
-// be null: no input gradient (C1 needs none), and then scratch may be null too.
-void conv_pairs_backward(float* dx, float* dw, float* db, const float* x, const float* w,
-                         const float* dy, const ConvShape& s, const PairList& pl,
-                         ConvBackScratch* scratch);
 
 }  // namespace lenet_fast

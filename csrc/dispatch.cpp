@@ -20,11 +20,11 @@ bool cpu_has_avx2_fma() {
 #endif
 }
 
-const Isa* best_isa() {
+const KernelTable* best_isa() {
 #if defined(LENET_FAST_HAVE_AVX2)
-    if (cpu_has_avx2_fma()) return &avx2::kIsa;
+    if (cpu_has_avx2_fma()) return &avx2::kTable;
 #endif
-    return &scalar::kIsa;
+    return &scalar::kTable;
 }
 
 int default_threads() {
@@ -36,7 +36,7 @@ int default_threads() {
 #endif
 }
 
-std::atomic<const Isa*> g_isa{best_isa()};
+std::atomic<const KernelTable*> g_isa{best_isa()};
 std::atomic<int> g_threads{default_threads()};
 
 std::string join(const std::vector<std::string>& v) {
@@ -47,7 +47,7 @@ std::string join(const std::vector<std::string>& v) {
 
 }  // namespace
 
-const Isa& active_isa() { return *g_isa.load(std::memory_order_acquire); }
+const KernelTable& active_kernels() { return *g_isa.load(std::memory_order_acquire); }
 
 std::vector<std::string> compiled_isas() {
     std::vector<std::string> v{"scalar"};
@@ -69,20 +69,24 @@ void set_isa(const std::string& name) {
         return;
     }
     if (name == "scalar") {
-        g_isa.store(&scalar::kIsa, std::memory_order_release);
+        g_isa.store(&scalar::kTable, std::memory_order_release);
         return;
     }
     if (name == "avx2") {
 #if defined(LENET_FAST_HAVE_AVX2)
         if (cpu_has_avx2_fma()) {
-            g_isa.store(&avx2::kIsa, std::memory_order_release);
+            g_isa.store(&avx2::kTable, std::memory_order_release);
             return;
         }
-        throw std::invalid_argument("isa 'avx2' is not supported by this CPU (it lacks AVX2 or "
-                                    "FMA); available: " + join(available_isas()));
+        throw std::invalid_argument(
+            "isa 'avx2' is not supported by this CPU (it lacks AVX2 or "
+            "FMA); available: " +
+            join(available_isas()));
 #else
-        throw std::invalid_argument("isa 'avx2' is not compiled into this build (a non-x86 "
-                                    "build, or LENET_FAST_AVX2=OFF); available: " + join(available_isas()));
+        throw std::invalid_argument(
+            "isa 'avx2' is not compiled into this build (a non-x86 "
+            "build, or LENET_FAST_AVX2=OFF); available: " +
+            join(available_isas()));
 #endif
     }
     throw std::invalid_argument("isa: expected one of 'scalar', 'avx2', 'auto', got '" + name +
@@ -103,8 +107,8 @@ SerialScope::~SerialScope() {
 int threads_here() { return t_serial ? 1 : num_threads(); }
 
 void set_num_threads(int n) {
-    if (n < 1) throw std::invalid_argument("n: expected a thread count >= 1, got " +
-                                           std::to_string(n));
+    if (n < 1)
+        throw std::invalid_argument("n: expected a thread count >= 1, got " + std::to_string(n));
     g_threads.store(have_openmp() ? n : 1, std::memory_order_relaxed);
 }
 

@@ -15,7 +15,7 @@
 namespace lenet_fast {
 
 // The table in use. Never null.
-const Isa& active_isa();
+const KernelTable& active_kernels();
 
 // Names of the ISAs compiled into this build, and of those this CPU can run.
 std::vector<std::string> compiled_isas();
@@ -51,7 +51,7 @@ int threads_here();
 
 // Below this much work (multiply-adds, roughly) a call runs on one thread: a fork-join costs
 // a few microseconds on an idle machine and can cost milliseconds on a loaded one (a team
-// thread waiting for a core), which made batch-1 calls 100x slower on a shared 2-core VM.
+// thread waiting for a core): far more than a batch-1 call computes.
 constexpr int64_t kParallelMinWork = 1 << 18;
 
 // Runs f(i) for i in [0, n), on up to threads_here() threads when the work is worth it
@@ -59,8 +59,8 @@ constexpr int64_t kParallelMinWork = 1 << 18;
 // write disjoint outputs gives the same result whatever the thread count. f must not throw.
 // Items are handed out one at a time (dynamic schedule): when another process holds a core
 // and one team thread waits for it, the others take the remaining items instead of
-// leaving its fixed share for it (which made a 2-thread call slower than 1 thread on a
-// busy machine).
+// leaving its fixed share for it (a static share would make a 2-thread call slower than a
+// 1-thread one on a busy machine).
 template <class F>
 void parallel_for(int64_t n, int64_t cost_per_item, const F& f) {
 #if defined(_OPENMP)

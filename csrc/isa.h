@@ -15,16 +15,16 @@ namespace lenet_fast {
 // pairs: y (Ho,Wo) = bias + sum_p correlation(x + cidx[p]*H*W, w + widx[p]*R*S),
 // each input map (H,W), each kernel (R,S).
 struct PlaneArgs {
-    const float* x;        // first input map of this image
-    const float* w;        // first kernel
-    const int32_t* cidx;   // npairs input-map indices
-    const int32_t* widx;   // npairs kernel indices
+    const float* x;       // first input map of this image
+    const float* w;       // first kernel
+    const int32_t* cidx;  // npairs input-map indices
+    const int32_t* widx;  // npairs kernel indices
     int64_t npairs;
     float bias;
     int64_t H, W, R, S;
 };
 
-struct Isa {
+struct KernelTable {
     const char* name;
 
     // y (Ho,Wo) as PlaneArgs says
@@ -35,8 +35,7 @@ struct Isa {
     // Summed in float within an image and in double across images: a float sum over a
     // whole batch (50,000 terms for C1 at N = 64) would lose about 3 digits.
     void (*conv_dw_plane)(float* dw, const float* x, int64_t x_stride, const float* dy,
-                          int64_t dy_stride, int64_t N, int64_t H, int64_t W, int64_t R,
-                          int64_t S);
+                          int64_t dy_stride, int64_t N, int64_t H, int64_t W, int64_t R, int64_t S);
 
     // y (N,O) = x (N,I) @ w (O,I)^T + b (O,)   (b may be null: zero)
     void (*linear_rows)(float* y, const float* x, const float* w, const float* b, int64_t N,
@@ -49,8 +48,7 @@ struct Isa {
     void (*axpy_diff)(float* y, float alpha, const float* a, const float* b, int64_t n);
 
     // y (H/2,W/2) = coef * 2x2 block sums of x (H,W) + bias
-    void (*subsample_plane)(float* y, const float* x, float coef, float bias, int64_t H,
-                            int64_t W);
+    void (*subsample_plane)(float* y, const float* x, float coef, float bias, int64_t H, int64_t W);
 
     // dx (H,W) = coef * dy broadcast over each 2x2 block; returns sum(dy * block sums of x)
     float (*subsample_backward_plane)(float* dx, const float* x, const float* dy, float coef,
@@ -63,8 +61,7 @@ struct Isa {
     void (*squash_backward)(float* da, const float* y, const float* dy, int64_t n);
 
     // y (N,M) = squared distances of the rows of x (N,J) to the rows of c (M,J)
-    void (*rbf_rows)(float* y, const float* x, const float* c, int64_t N, int64_t M,
-                     int64_t J);
+    void (*rbf_rows)(float* y, const float* x, const float* c, int64_t N, int64_t M, int64_t J);
 
     // One row w (n) of a full connection at batch 1 takes its SDLM step (network.cpp):
     // w -= step (n) * (d * x (n)), each product rounded to float, then the subtraction (the
@@ -99,11 +96,11 @@ struct Isa {
 };
 
 namespace scalar {
-extern const Isa kIsa;
+extern const KernelTable kTable;
 }
 #if defined(LENET_FAST_HAVE_AVX2)
 namespace avx2 {
-extern const Isa kIsa;
+extern const KernelTable kTable;
 }
 #endif
 

@@ -38,8 +38,7 @@ inline float hsum(__m256 v) {
 // many independent FMA chains run at once (NR*NV; a narrow row such as C3's 10 columns has
 // NV = 2, and one FMA chain per vector would leave the FMA units waiting on their latency).
 template <int NV, bool TAIL, int KS, int NR>
-inline void conv_block(float* y, const PlaneArgs& a, int64_t i, int64_t j0, int64_t Wo,
-                       __m256i m) {
+inline void conv_block(float* y, const PlaneArgs& a, int64_t i, int64_t j0, int64_t Wo, __m256i m) {
     const int64_t S = KS ? KS : a.S;
     __m256 acc[NR][NV];
     for (int q = 0; q < NR; ++q)
@@ -53,8 +52,8 @@ inline void conv_block(float* y, const PlaneArgs& a, int64_t i, int64_t j0, int6
                 for (int q = 0; q < NR; ++q)
                     for (int v = 0; v < NV; ++v) {
                         const float* xq = x + q * a.W + s + 8 * v;
-                        const __m256 xv = (TAIL && v == NV - 1) ? _mm256_maskload_ps(xq, m)
-                                                                : _mm256_loadu_ps(xq);
+                        const __m256 xv =
+                            (TAIL && v == NV - 1) ? _mm256_maskload_ps(xq, m) : _mm256_loadu_ps(xq);
                         acc[q][v] = _mm256_fmadd_ps(wv, xv, acc[q][v]);
                     }
             }
@@ -135,9 +134,9 @@ inline void acc_flat_block(float* const* y, const float* const* w, const float* 
     for (int k = 0; k < KB; ++k)
         for (int v = 0; v < NV; ++v) {
             const float* yk = y[k] + f0 + 8 * v;
-            acc[k][v] = bias ? _mm256_set1_ps(bias[k])
-                             : (TAIL && v == NV - 1) ? _mm256_maskload_ps(yk, m)
-                                                     : _mm256_loadu_ps(yk);
+            acc[k][v] = bias                    ? _mm256_set1_ps(bias[k])
+                        : (TAIL && v == NV - 1) ? _mm256_maskload_ps(yk, m)
+                                                : _mm256_loadu_ps(yk);
         }
     for (int64_t r = 0; r < R; ++r) {
         const float* xr = x + f0 + r * W;
@@ -163,8 +162,8 @@ inline void acc_flat_block(float* const* y, const float* const* w, const float* 
 }
 
 template <int KB, int KS>
-void acc_flat_planes(float* const* y, const float* const* w, const float* x, int64_t W,
-                     int64_t L, int64_t R, int64_t S, const float* bias) {
+void acc_flat_planes(float* const* y, const float* const* w, const float* x, int64_t W, int64_t L,
+                     int64_t R, int64_t S, const float* bias) {
     int64_t f0 = 0;
     for (; f0 + 24 <= L; f0 += 24)
         acc_flat_block<KB, 3, false, KS>(y, w, x, f0, W, R, S, __m256i(), bias);
@@ -212,8 +211,8 @@ void conv_acc_flat(float* const* y, const float* const* w, int64_t K, const floa
 // dw[r,s] += sum_n sum_ij dy[i,j] x[i+r,j+s]: per r, one accumulator per s (KS of them when
 // the width is known, else one s at a time), vectors along j.
 template <int KS>
-void conv_dw_rows(float* dw, const float* x, int64_t x_stride, const float* dy,
-                  int64_t dy_stride, int64_t N, int64_t H, int64_t W, int64_t R) {
+void conv_dw_rows(float* dw, const float* x, int64_t x_stride, const float* dy, int64_t dy_stride,
+                  int64_t N, int64_t H, int64_t W, int64_t R) {
     const int64_t Wo = W - KS + 1, Ho = H - R + 1;
     const int64_t full = Wo / 8 * 8;
     const __m256i m = tail_mask(Wo - full);
@@ -258,8 +257,8 @@ void conv_dw_any(float* dw, const float* x, int64_t x_stride, const float* dy, i
                 for (int64_t i = 0; i < Ho; ++i, xn += W, dyn += Wo) {
                     int64_t j = 0;
                     for (; j < full; j += 8)
-                        acc = _mm256_fmadd_ps(_mm256_loadu_ps(dyn + j), _mm256_loadu_ps(xn + j),
-                                              acc);
+                        acc =
+                            _mm256_fmadd_ps(_mm256_loadu_ps(dyn + j), _mm256_loadu_ps(xn + j), acc);
                     if (j < Wo)
                         acc = _mm256_fmadd_ps(_mm256_maskload_ps(dyn + j, m),
                                               _mm256_maskload_ps(xn + j, m), acc);
@@ -270,8 +269,8 @@ void conv_dw_any(float* dw, const float* x, int64_t x_stride, const float* dy, i
         }
 }
 
-void conv_dw_plane(float* dw, const float* x, int64_t x_stride, const float* dy,
-                   int64_t dy_stride, int64_t N, int64_t H, int64_t W, int64_t R, int64_t S) {
+void conv_dw_plane(float* dw, const float* x, int64_t x_stride, const float* dy, int64_t dy_stride,
+                   int64_t N, int64_t H, int64_t W, int64_t R, int64_t S) {
     if (S == 5)
         conv_dw_rows<5>(dw, x, x_stride, dy, dy_stride, N, H, W, R);
     else
@@ -284,8 +283,8 @@ void conv_dw_plane(float* dw, const float* x, int64_t x_stride, const float* dy,
 // 192 KB of weights come from L2 once per block instead of once per row). Every output sums
 // its products in the same order whatever NR: the bits do not depend on the batch.
 template <int NR>
-void linear_block(float* y, const float* x, const float* w, const float* b, int64_t I,
-                  int64_t O, __m256i m) {
+void linear_block(float* y, const float* x, const float* w, const float* b, int64_t I, int64_t O,
+                  __m256i m) {
     const int64_t full = I / 8 * 8;
     int64_t o = 0;
     for (; o + 4 <= O; o += 4) {
@@ -329,8 +328,8 @@ void linear_block(float* y, const float* x, const float* w, const float* b, int6
     }
 }
 
-void linear_rows(float* y, const float* x, const float* w, const float* b, int64_t N,
-                 int64_t I, int64_t O) {
+void linear_rows(float* y, const float* x, const float* w, const float* b, int64_t N, int64_t I,
+                 int64_t O) {
     const __m256i m = tail_mask(I - I / 8 * 8);
     int64_t n = 0;
     for (; n + 3 <= N; n += 3) linear_block<3>(y + n * O, x + n * I, w, b, I, O, m);
@@ -342,7 +341,8 @@ void axpy(float* y, float alpha, const float* x, int64_t n) {
     const __m256 av = _mm256_set1_ps(alpha);
     int64_t i = 0;
     for (; i + 8 <= n; i += 8)
-        _mm256_storeu_ps(y + i, _mm256_fmadd_ps(av, _mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i)));
+        _mm256_storeu_ps(y + i,
+                         _mm256_fmadd_ps(av, _mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i)));
     for (; i < n; ++i) y[i] = std::fma(alpha, x[i], y[i]);
 }
 
@@ -381,8 +381,8 @@ void subsample_plane(float* y, const float* x, float coef, float bias, int64_t H
     }
 }
 
-float subsample_backward_plane(float* dx, const float* x, const float* dy, float coef,
-                               int64_t H, int64_t W) {
+float subsample_backward_plane(float* dx, const float* x, const float* dy, float coef, int64_t H,
+                               int64_t W) {
     const int64_t Ho = H / 2, Wo = W / 2;
     const __m256 cv = _mm256_set1_ps(coef);
     __m256 acc = _mm256_setzero_ps();
@@ -423,8 +423,8 @@ float subsample_backward_plane(float* dx, const float* x, const float* dy, float
 // second operand so that NaN propagates.
 inline __m256 tanh8(__m256 a) {
     const __m256 clamp = _mm256_set1_ps(7.90531110763549805f);
-    const __m256 x = _mm256_max_ps(_mm256_sub_ps(_mm256_setzero_ps(), clamp),
-                                   _mm256_min_ps(clamp, a));
+    const __m256 x =
+        _mm256_max_ps(_mm256_sub_ps(_mm256_setzero_ps(), clamp), _mm256_min_ps(clamp, a));
     const __m256 absx = _mm256_andnot_ps(_mm256_set1_ps(-0.0f), a);
     const __m256 tiny = _mm256_cmp_ps(absx, _mm256_set1_ps(0.0004f), _CMP_LT_OQ);
     const __m256 x2 = _mm256_mul_ps(x, x);
@@ -450,8 +450,8 @@ void squash(float* y, const float* a, int64_t n) {
         _mm256_storeu_ps(y + i, _mm256_mul_ps(A, tanh8(_mm256_mul_ps(S, _mm256_loadu_ps(a + i)))));
     if (i < n) {  // the tail through the same formula, so every element agrees
         const __m256i m = tail_mask(n - i);
-        _mm256_maskstore_ps(y + i, m,
-                            _mm256_mul_ps(A, tanh8(_mm256_mul_ps(S, _mm256_maskload_ps(a + i, m)))));
+        _mm256_maskstore_ps(
+            y + i, m, _mm256_mul_ps(A, tanh8(_mm256_mul_ps(S, _mm256_maskload_ps(a + i, m)))));
     }
 }
 
@@ -540,8 +540,8 @@ inline void dw_flat_block(float* const* dw, const float* const* dy, const float*
 }
 
 template <int KB>
-void dw_flat_kernels(float* const* dw, const float* const* dy, const float* x, int64_t W,
-                     int64_t L, int64_t R, int64_t S) {
+void dw_flat_kernels(float* const* dw, const float* const* dy, const float* x, int64_t W, int64_t L,
+                     int64_t R, int64_t S) {
     for (int64_t r = 0; r < R; ++r) {
         if (S == 5) {
             dw_flat_block<KB, 5>(dw, dy, x, W, L, r, 0, S);
@@ -551,8 +551,8 @@ void dw_flat_kernels(float* const* dw, const float* const* dy, const float* x, i
     }
 }
 
-void conv_dw_flat(float* const* dw, const float* const* dy, int64_t K, const float* x,
-                  int64_t W, int64_t L, int64_t R, int64_t S) {
+void conv_dw_flat(float* const* dw, const float* const* dy, int64_t K, const float* x, int64_t W,
+                  int64_t L, int64_t R, int64_t S) {
     int64_t k = 0;
     for (; k + 2 <= K; k += 2) dw_flat_kernels<2>(dw + k, dy + k, x, W, L, R, S);
     if (k < K) dw_flat_kernels<1>(dw + k, dy + k, x, W, L, R, S);
@@ -590,8 +590,8 @@ inline void matmul_block(float* y, const float* a, int64_t lda_n, int64_t lda_k,
 }
 
 template <int NR>
-void matmul_rows(float* y, const float* a, int64_t lda_n, int64_t lda_k, const float* b,
-                 int64_t Kd, int64_t I) {
+void matmul_rows(float* y, const float* a, int64_t lda_n, int64_t lda_k, const float* b, int64_t Kd,
+                 int64_t I) {
     int64_t i0 = 0;
     for (; i0 + 24 <= I; i0 += 24)
         matmul_block<NR, 3, false>(y, a, lda_n, lda_k, b, Kd, I, i0, __m256i());
@@ -622,12 +622,11 @@ void matmul(float* y, const float* a, int64_t lda_n, int64_t lda_k, const float*
 
 }  // namespace
 
-const Isa kIsa = {
-    "avx2",          conv_plane,      conv_dw_plane,
-    linear_rows,     axpy,            axpy_diff,
-    subsample_plane, subsample_backward_plane, squash,
-    squash_backward, rbf_rows,        outer_update,
-    conv_acc_flat,   conv_dw_flat,    matmul,
+const KernelTable kTable = {
+    "avx2",        conv_plane,      conv_dw_plane,   linear_rows,
+    axpy,          axpy_diff,       subsample_plane, subsample_backward_plane,
+    squash,        squash_backward, rbf_rows,        outer_update,
+    conv_acc_flat, conv_dw_flat,    matmul,
 };
 
 }  // namespace avx2

@@ -42,8 +42,8 @@ void conv_acc_flat(float* const* y, const float* const* w, int64_t K, const floa
             }
 }
 
-void conv_dw_plane(float* dw, const float* x, int64_t x_stride, const float* dy,
-                   int64_t dy_stride, int64_t N, int64_t H, int64_t W, int64_t R, int64_t S) {
+void conv_dw_plane(float* dw, const float* x, int64_t x_stride, const float* dy, int64_t dy_stride,
+                   int64_t N, int64_t H, int64_t W, int64_t R, int64_t S) {
     const int64_t Ho = H - R + 1, Wo = W - S + 1;
     for (int64_t r = 0; r < R; ++r)
         for (int64_t s = 0; s < S; ++s) {
@@ -61,8 +61,8 @@ void conv_dw_plane(float* dw, const float* x, int64_t x_stride, const float* dy,
         }
 }
 
-void linear_rows(float* y, const float* x, const float* w, const float* b, int64_t N,
-                 int64_t I, int64_t O) {
+void linear_rows(float* y, const float* x, const float* w, const float* b, int64_t N, int64_t I,
+                 int64_t O) {
     for (int64_t n = 0; n < N; ++n)
         for (int64_t o = 0; o < O; ++o) {
             float acc = 0.0f;
@@ -88,8 +88,8 @@ void subsample_plane(float* y, const float* x, float coef, float bias, int64_t H
         }
 }
 
-float subsample_backward_plane(float* dx, const float* x, const float* dy, float coef,
-                               int64_t H, int64_t W) {
+float subsample_backward_plane(float* dx, const float* x, const float* dy, float coef, int64_t H,
+                               int64_t W) {
     const int64_t Ho = H / 2, Wo = W / 2;
     float dcoef = 0.0f;
     for (int64_t i = 0; i < Ho; ++i)
@@ -149,8 +149,8 @@ void outer_update(float* w, const float* step, const float* x, float d, int64_t 
     for (int64_t i = 0; i < n; ++i) w[i] -= step[i] * (d * x[i]);
 }
 
-void conv_dw_flat(float* const* dw, const float* const* dy, int64_t K, const float* x,
-                  int64_t W, int64_t L, int64_t R, int64_t S) {
+void conv_dw_flat(float* const* dw, const float* const* dy, int64_t K, const float* x, int64_t W,
+                  int64_t L, int64_t R, int64_t S) {
     for (int64_t k = 0; k < K; ++k)
         for (int64_t r = 0; r < R; ++r)
             for (int64_t s = 0; s < S; ++s) {
@@ -176,11 +176,10 @@ void matmul(float* y, const float* a, int64_t lda_n, int64_t lda_k, const float*
 
 }  // namespace
 
-const Isa kIsa = {
-    "scalar",      conv_plane,      conv_dw_plane,
-    linear_rows,   axpy,            axpy_diff,
-    subsample_plane, subsample_backward_plane, squash,
-    squash_backward, rbf_rows,      outer_update,
+const KernelTable kTable = {
+    "scalar",      conv_plane,      conv_dw_plane,   linear_rows,
+    axpy,          axpy_diff,       subsample_plane, subsample_backward_plane,
+    squash,        squash_backward, rbf_rows,        outer_update,
     conv_acc_flat, conv_dw_flat,    matmul,
 };
 

@@ -46,17 +46,16 @@ void sparse_conv2d_backward(float* dx, float* dw, float* db, const float* x, con
 
 // --- trainable 2x2 subsampling: S2, S4 ------------------------------------------------
 // y (N,C,H/2,W/2) = coef[c] * (sum of the 2x2 block of x (N,C,H,W)) + bias[c]; H, W even
-void subsample_forward(float* y, const float* x, const float* coef, const float* bias,
-                       int64_t N, int64_t C, int64_t H, int64_t W);
+void subsample_forward(float* y, const float* x, const float* coef, const float* bias, int64_t N,
+                       int64_t C, int64_t H, int64_t W);
 // dx (N,C,H,W), dcoef (C,), dbias (C,) from x (N,C,H,W), coef (C,), dy (N,C,H/2,W/2)
-void subsample_backward(float* dx, float* dcoef, float* dbias, const float* x,
-                        const float* coef, const float* dy, int64_t N, int64_t C, int64_t H,
-                        int64_t W);
+void subsample_backward(float* dx, float* dcoef, float* dbias, const float* x, const float* coef,
+                        const float* dy, int64_t N, int64_t C, int64_t H, int64_t W);
 
 // --- full connection: F6 (and C5 when its input is 5x5) ------------------------------
 // y (N,O) = x (N,I) @ w (O,I)^T + b (O,)
-void linear_forward(float* y, const float* x, const float* w, const float* b, int64_t N,
-                    int64_t I, int64_t O);
+void linear_forward(float* y, const float* x, const float* w, const float* b, int64_t N, int64_t I,
+                    int64_t O);
 // dx (N,I), dw (O,I), db (O,) from x (N,I), w (O,I), dy (N,O)
 void linear_backward(float* dx, float* dw, float* db, const float* x, const float* w,
                      const float* dy, int64_t N, int64_t I, int64_t O);
@@ -73,7 +72,7 @@ void squash_backward(float* da, const float* y, const float* dy, int64_t n);
 // y (N,M)[n,i] = sum_j (x[n,j] - c[i,j])^2 for x (N,J), c (M,J)
 void rbf_forward(float* y, const float* x, const float* c, int64_t N, int64_t M, int64_t J);
 // dx (N,J), dc (M,J) from x (N,J), c (M,J), dy (N,M)
-void rbf_backward(float* dx, float* dc, const float* x, const float* c, const float* dy,
-                  int64_t N, int64_t M, int64_t J);
+void rbf_backward(float* dx, float* dc, const float* x, const float* c, const float* dy, int64_t N,
+                  int64_t M, int64_t J);
 
 }  // namespace lenet_fast

@@ -8,30 +8,30 @@
 
 namespace lenet_fast {
 
-void linear_forward(float* y, const float* x, const float* w, const float* b, int64_t N,
-                    int64_t I, int64_t O) {
-    const Isa& isa = active_isa();
+void linear_forward(float* y, const float* x, const float* w, const float* b, int64_t N, int64_t I,
+                    int64_t O) {
+    const KernelTable& kt = active_kernels();
     constexpr int64_t kRows = 8;
     parallel_for((N + kRows - 1) / kRows, kRows * I * O, [&](int64_t blk) {
         const int64_t n0 = blk * kRows, rows = std::min(kRows, N - n0);
-        isa.linear_rows(y + n0 * O, x + n0 * I, w, b, rows, I, O);
+        kt.linear_rows(y + n0 * O, x + n0 * I, w, b, rows, I, O);
     });
 }
 
 void linear_backward(float* dx, float* dw, float* db, const float* x, const float* w,
                      const float* dy, int64_t N, int64_t I, int64_t O) {
-    const Isa& isa = active_isa();
+    const KernelTable& kt = active_kernels();
     parallel_for(N, I * O, [&](int64_t n) {
         float* dxn = dx + n * I;
         std::fill(dxn, dxn + I, 0.0f);
-        for (int64_t o = 0; o < O; ++o) isa.axpy(dxn, dy[n * O + o], w + o * I, I);
+        for (int64_t o = 0; o < O; ++o) kt.axpy(dxn, dy[n * O + o], w + o * I, I);
     });
     parallel_for(O, N * I, [&](int64_t o) {
         float* dwo = dw + o * I;
         std::fill(dwo, dwo + I, 0.0f);
         double acc = 0.0;
         for (int64_t n = 0; n < N; ++n) {
-            isa.axpy(dwo, dy[n * O + o], x + n * I, I);
+            kt.axpy(dwo, dy[n * O + o], x + n * I, I);
             acc += dy[n * O + o];
         }
         db[o] = static_cast<float>(acc);

@@ -1,13 +1,13 @@
 // The whole LeNet-5 in C++ (see network.h): inference (network_forward), the gradients of
 // a batch (network_gradients) and one SDLM pass (sdlm_pass), all on one per-image pipeline:
 //
-//   forward   C1, C3 as Isa::conv_acc_flat on "flat" planes (row stride the input's width),
+//   forward   C1, C3 as KernelTable::conv_acc_flat on "flat" planes (row stride the input's width),
 //             S2, S4, the squashing, then C5, F6 and the RBF on blocks of up to 8 images
 //             (their weights read once per block, not once per image);
-//   backward  the RBF, F6 and C5 as small matrix products (Isa::matmul) on the block, then
+//   backward  the RBF, F6 and C5 as small matrix products (KernelTable::matmul) on the block, then
 //             per image S4, C3 (its input gradient as conv_acc_flat over the zero-padded
 //             output gradient with the kernels rotated, its weight gradient as
-//             Isa::conv_dw_flat), S2, C1 (weight gradient only).
+//             KernelTable::conv_dw_flat), S2, C1 (weight gradient only).
 //
 // Every activation lives in a per-thread workspace grown once (no allocation per image).
 // Threads work over fixed blocks of images and every sum over the batch runs in image (or
@@ -20,6 +20,7 @@
 #include <cmath>
 #include <vector>
 
+#include "backprop.h"
 #include "dispatch.h"
 #include "kernels.h"
 
@@ -44,12 +45,12 @@ constexpr int64_t kFlatS2 = kS2 * kS2W;                                 // 224
 constexpr int64_t kFlat3 = kS3 * kS2, kFlatL3 = (kS3 - 1) * kS2 + kS3;  // 140, 136
 // C3's input gradient: dy zero-padded by 4 on every side (18x18), dx on flat planes of
 // row stride 18.
-constexpr int64_t kPad3 = kS3 + 2 * (kK - 1), kPadPlane3 = kPad3 * kPad3;  // 18, 324
+constexpr int64_t kPad3 = kS3 + 2 * (kK - 1), kPadPlane3 = kPad3 * kPad3;     // 18, 324
 constexpr int64_t kFlatB3 = kS2 * kPad3, kFlatLB3 = (kS2 - 1) * kPad3 + kS2;  // 252, 248
 
-constexpr int64_t kBlock = 8;  // images per block of C5, F6 and the RBF
-constexpr int64_t kImageCost = 328096;          // multiply-adds of one forward pass
-constexpr int64_t kImageTrainCost = 865848;     // forward and backward
+constexpr int64_t kBlock = 8;                // images per block of C5, F6 and the RBF
+constexpr int64_t kImageCost = 328096;       // multiply-adds of one forward pass
+constexpr int64_t kImageTrainCost = 865848;  // forward and backward
 
 // numpy's argmin of a float32 row: the first minimum; a NaN is the minimum (its first one).
 int64_t argmin_like_numpy(const float* y, int64_t n) {
@@ -71,8 +72,7 @@ double sum10_like_numpy(const double* e) {
 
 // LeNet5.loss_gradient for one row of a batch of N: returns s E of the row and writes
 // gy = dE/dy (10,) of the batch mean, float(g * (s / N)) as the model rounds it.
-double loss_gradient(float* gy, const float* y, int64_t label, const LossOptions& opt,
-                     int64_t N) {
+double loss_gradient(float* gy, const float* y, int64_t label, const LossOptions& opt, int64_t N) {
     const double scale = opt.loss_scale, gscale = scale / static_cast<double>(N);
     if (!opt.map_loss) {  // Eq. 8: E = s y_label
         for (int64_t i = 0; i < kOut; ++i) gy[i] = 0.0f;
@@ -100,7 +100,7 @@ double loss_gradient(float* gy, const float* y, int64_t label, const LossOptions
 }
 
 // The sum of n floats in double: eight interleaved partial sums (one chain would wait on
-// the add latency at every element: ~5 us per image for C1's 5,376 bias terms).
+// the add latency at every element, and C1 alone sums 5,376 bias terms per image).
 double sum_floats(const float* a, int64_t n) {
     double s0 = 0, s1 = 0, s2 = 0, s3 = 0, s4 = 0, s5 = 0, s6 = 0, s7 = 0, tail = 0;
     const int64_t full = n / 8 * 8;
@@ -158,9 +158,7 @@ struct Plan {
 
     // What depends on the parameters' values (the SDLM pass updates them every pattern).
     void refresh(const float* const* p, bool subsample_mean, bool backward) {
-        if (backward)
-            for (int64_t t = 0; t < T; ++t)
-                for (int64_t q = 0; q < kKK; ++q) rot[t * kKK + q] = p[kC3W][t * kKK + kKK - 1 - q];
+        if (backward) rotate_kernels(rot, p[kC3W], T, kKK);
         const float sub = subsample_mean ? 0.25f : 1.0f;  // model._sub_coef: coef * 0.25
         for (int64_t c = 0; c < kM1; ++c) coef2[c] = p[kS2Coef][c] * sub;
         for (int64_t c = 0; c < kM3; ++c) coef4[c] = p[kS4Coef][c] * sub;
@@ -191,52 +189,52 @@ struct ConvActs {
 // conv_acc_flat, the same order per element), then the drivers' micro-kernels, so the
 // layer-by-layer kernels' bits.
 void forward_convs(const ConvActs& a, const float* const* p, const float* xi, const Plan& plan,
-                   const Isa& isa) {
+                   const KernelTable& kt) {
     constexpr int64_t P2 = kS1 * kS1 / 4, P3 = kS3 * kS3, P4 = P3 / 4;
     float* planes[kM3];
     // C1 + squash: the six maps share each load of the input
     for (int64_t k = 0; k < kM1; ++k) planes[k] = a.h1 + k * kFlat1;
-    isa.conv_acc_flat(planes, plan.c1w, kM1, xi, kIn, kFlatL1, kK, kK, p[kC1B]);
-    isa.squash(a.h1, a.h1, kM1 * kFlat1);  // the junk columns too: 14% more, no compaction
+    kt.conv_acc_flat(planes, plan.c1w, kM1, xi, kIn, kFlatL1, kK, kK, p[kC1B]);
+    kt.squash(a.h1, a.h1, kM1 * kFlat1);  // the junk columns too: 14% more, no compaction
     // S2 + squash: on the flat planes, (28,32) -> (14,16), whose rows are two full vectors
     // (a (28,28) plane's 14-wide rows are one vector and six scalars); then compacted
     for (int64_t c = 0; c < kM1; ++c)
-        isa.subsample_plane(a.s2 + c * kFlatS2, a.h1 + c * kFlat1, plan.coef2[c], p[kS2Bias][c],
-                            kS1, kIn);
+        kt.subsample_plane(a.s2 + c * kFlatS2, a.h1 + c * kFlat1, plan.coef2[c], p[kS2Bias][c], kS1,
+                           kIn);
     compact(a.h2, a.s2, kM1, kFlatS2, kS2, kS2W, kS2);
-    isa.squash(a.h2, a.h2, kN2);
+    kt.squash(a.h2, a.h2, kN2);
     // C3 + squash: input map by input map, into every output map it feeds
     for (int64_t k = 0; k < kM3; ++k)
         std::fill(a.c3 + k * kFlat3, a.c3 + k * kFlat3 + kFlatL3, p[kC3B][k]);
     for (int64_t c = 0; c < kM1; ++c) {
         for (int j = 0; j < plan.c3n[c]; ++j) planes[j] = a.c3 + plan.c3k[c][j] * kFlat3;
-        isa.conv_acc_flat(planes, plan.c3w[c], plan.c3n[c], a.h2 + c * P2, kS2, kFlatL3, kK, kK,
-                          nullptr);
+        kt.conv_acc_flat(planes, plan.c3w[c], plan.c3n[c], a.h2 + c * P2, kS2, kFlatL3, kK, kK,
+                         nullptr);
     }
     compact(a.h3, a.c3, kM3, kFlat3, kS3, kS2, kS3);
-    isa.squash(a.h3, a.h3, kN3);
+    kt.squash(a.h3, a.h3, kN3);
     // S4 + squash
     for (int64_t c = 0; c < kM3; ++c)
-        isa.subsample_plane(a.h4 + c * P4, a.h3 + c * P3, plan.coef4[c], p[kS4Bias][c], kS3, kS3);
-    isa.squash(a.h4, a.h4, kN4);
+        kt.subsample_plane(a.h4 + c * P4, a.h3 + c * P3, plan.coef4[c], p[kS4Bias][c], kS3, kS3);
+    kt.squash(a.h4, a.h4, kN4);
 }
 
 // C5 (a full connection over (16,5,5)) + squash, F6 + squash, RBF, on the rows of a block:
 // as linear_forward and rbf_forward compute them (the same bits at any batch size).
 void forward_head(float* y, float* h5, float* h6, const float* h4, const float* const* p,
-                  int64_t nb, const Isa& isa) {
-    isa.linear_rows(h5, h4, p[kC5W], p[kC5B], nb, kN4, kC5);
-    isa.squash(h5, h5, nb * kC5);
-    isa.linear_rows(h6, h5, p[kF6W], p[kF6B], nb, kC5, kF6);
-    isa.squash(h6, h6, nb * kF6);
-    isa.rbf_rows(y, h6, p[kRbfC], nb, kOut, kF6);
+                  int64_t nb, const KernelTable& kt) {
+    kt.linear_rows(h5, h4, p[kC5W], p[kC5B], nb, kN4, kC5);
+    kt.squash(h5, h5, nb * kC5);
+    kt.linear_rows(h6, h5, p[kF6W], p[kF6B], nb, kC5, kF6);
+    kt.squash(h6, h6, nb * kF6);
+    kt.rbf_rows(y, h6, p[kRbfC], nb, kOut, kF6);
 }
 
 // ---- inference ---------------------------------------------------------------------------
 // Per thread: one image's flat planes (C1's, then C3's), S2's flat output (then C3's
 // compact one), S2's compact output, and a block's S4, C5 and F6 outputs. 12,984 floats
 // (51 KB).
-constexpr int64_t kFwdF = std::max(kM1 * kFlat1, kM3 * kFlat3);
+constexpr int64_t kFwdF = std::max(kM1 * kFlat1, kM3* kFlat3);
 constexpr int64_t kFwdB0 = std::max(kM1 * kFlatS2, kN3), kFwdB1 = kN2;
 constexpr int64_t kFwdFloats = kFwdF + kFwdB0 + kFwdB1 + kBlock * (kN4 + kC5 + kF6);
 
@@ -248,7 +246,7 @@ float* forward_workspace() {
 
 // Images x (nb,1,32,32), nb <= kBlock, to their penalties y (nb,10).
 void forward_block(float* y, const float* const* p, const float* x, int64_t nb, const Plan& plan,
-                   const Isa& isa, float* ws) {
+                   const KernelTable& kt, float* ws) {
     float* fl = ws;
     float* b0 = fl + kFwdF;
     float* b1 = b0 + kFwdB0;
@@ -256,8 +254,8 @@ void forward_block(float* y, const float* const* p, const float* x, int64_t nb, 
     float* h5 = h4 + kBlock * kN4;
     float* h6 = h5 + kBlock * kC5;
     for (int64_t n = 0; n < nb; ++n)
-        forward_convs({fl, b0, b1, fl, b0, h4 + n * kN4}, p, x + n * kIn * kIn, plan, isa);
-    forward_head(y, h5, h6, h4, p, nb, isa);
+        forward_convs({fl, b0, b1, fl, b0, h4 + n * kN4}, p, x + n * kIn * kIn, plan, kt);
+    forward_head(y, h5, h6, h4, p, nb, kt);
 }
 
 // ---- training ----------------------------------------------------------------------------
@@ -265,22 +263,28 @@ void forward_block(float* y, const float* const* p, const float* x, int64_t nb, 
 // summed per block of images in double ("partials"); those of C5, F6 and the centres are
 // products over the whole batch of per-image rows kept in a Batch.
 enum Partial : int64_t {
-    kPC1W = 0, kPC1B = kPC1W + kM1 * kKK, kPS2C = kPC1B + kM1, kPS2B = kPS2C + kM1,
-    kPC3B = kPS2B + kM1, kPS4C = kPC3B + kM3, kPS4B = kPS4C + kM3, kPC3W = kPS4B + kM3
+    kPC1W = 0,
+    kPC1B = kPC1W + kM1 * kKK,
+    kPS2C = kPC1B + kM1,
+    kPS2B = kPS2C + kM1,
+    kPC3B = kPS2B + kM1,
+    kPS4C = kPC3B + kM3,
+    kPS4B = kPS4C + kM3,
+    kPC3W = kPS4B + kM3
 };
 int64_t partial_size(int64_t T) { return kPC3W + T * kKK; }
 
 // Per-image rows of the whole batch (row n of each array belongs to image n).
 struct Batch {
-    float* h4;   // (N,400)  S4 output = C5 input
-    float* h5;   // (N,120)
-    float* h6;   // (N,84)
-    float* da5;  // (N,120)  dE/d(C5 pre-activation)
-    float* da6;  // (N,84)
-    float* gy;   // (N,10)   dE/dy
-    float* y;    // (N,10)   penalties
-    double* part;  // (blocks, partial_size(T))
-    double* loss;  // (blocks,) sum of s E over the block's images
+    float* h4;        // (N,400)  S4 output = C5 input
+    float* h5;        // (N,120)
+    float* h6;        // (N,84)
+    float* da5;       // (N,120)  dE/d(C5 pre-activation)
+    float* da6;       // (N,84)
+    float* gy;        // (N,10)   dE/dy
+    float* y;         // (N,10)   penalties
+    double* part;     // (blocks, partial_size(T))
+    double* loss;     // (blocks,) sum of s E over the block's images
     int64_t* errors;  // (blocks,) argmin(y) != label
 };
 
@@ -289,32 +293,46 @@ struct Batch {
 // interior is ever written, so they keep the zeros of the first allocation.
 struct TrainWs {
     static constexpr int64_t kH1 = kM1 * kFlat1, kH2 = kN2, kH3 = kN3;
-    float* h1;     // (kBlock, 6*896)
-    float* h2;     // (kBlock, 1176)
-    float* h3;     // (kBlock, 1600)
-    float* s2;     // 6*224 scratch
-    float* c3;     // 16*140 scratch
-    float* dh4;    // (kBlock, 400)
-    float* dh5;    // (kBlock, 120)
-    float* dh6;    // 84
-    float* da4;    // 400
-    float* dh3;    // 1600
-    float* da3;    // 1600
-    float* da3f;   // 16*140, zero junk: C3's output gradient, flat, for its weight gradient
-    float* dy3p;   // 16*324, zero border: the same, zero-padded, for its input gradient
-    float* dh2f;   // 6*252: C3's input gradient, flat (row stride 18)
-    float* da2w;   // 6*224, zero junk: S2's output gradient on (14,16) planes
-    float* dh1;    // 6*896: S2's input gradient on C1's flat planes
-    float* da1;    // 6*896
-    float* dw;     // 25*96: one image's kernel gradients
+    float* h1;    // (kBlock, 6*896)
+    float* h2;    // (kBlock, 1176)
+    float* h3;    // (kBlock, 1600)
+    float* s2;    // 6*224 scratch
+    float* c3;    // 16*140 scratch
+    float* dh4;   // (kBlock, 400)
+    float* dh5;   // (kBlock, 120)
+    float* dh6;   // 84
+    float* da4;   // 400
+    float* dh3;   // 1600
+    float* da3;   // 1600
+    float* da3f;  // 16*140, zero junk: C3's output gradient, flat, for its weight gradient
+    float* dy3p;  // 16*324, zero border: the same, zero-padded, for its input gradient
+    float* dh2f;  // 6*252: C3's input gradient, flat (row stride 18)
+    float* da2w;  // 6*224, zero junk: S2's output gradient on (14,16) planes
+    float* dh1;   // 6*896: S2's input gradient on C1's flat planes
+    float* da1;   // 6*896
+    float* dw;    // 25*96: one image's kernel gradients
 
     explicit TrainWs(std::vector<float>& mem) {
-        const int64_t sizes[] = {kBlock * kH1, kBlock * kH2, kBlock * kH3, kM1 * kFlatS2,
-                                 kM3 * kFlat3, kBlock * kN4, kBlock * kC5, kF6, kN4, kN3, kN3,
-                                 kM3 * kFlat3, kM3 * kPadPlane3, kM1 * kFlatB3, kM1 * kFlatS2,
-                                 kH1, kH1, kMaxPairs * kKK};
-        float** ptrs[] = {&h1, &h2, &h3, &s2, &c3, &dh4, &dh5, &dh6, &da4, &dh3, &da3,
-                          &da3f, &dy3p, &dh2f, &da2w, &dh1, &da1, &dw};
+        const int64_t sizes[] = {kBlock * kH1,
+                                 kBlock * kH2,
+                                 kBlock * kH3,
+                                 kM1 * kFlatS2,
+                                 kM3 * kFlat3,
+                                 kBlock * kN4,
+                                 kBlock * kC5,
+                                 kF6,
+                                 kN4,
+                                 kN3,
+                                 kN3,
+                                 kM3 * kFlat3,
+                                 kM3 * kPadPlane3,
+                                 kM1 * kFlatB3,
+                                 kM1 * kFlatS2,
+                                 kH1,
+                                 kH1,
+                                 kMaxPairs * kKK};
+        float** ptrs[] = {&h1,  &h2,  &h3,   &s2,   &c3,   &dh4,  &dh5, &dh6, &da4,
+                          &dh3, &da3, &da3f, &dy3p, &dh2f, &da2w, &dh1, &da1, &dw};
         int64_t total = 0;
         for (int64_t n : sizes) total += (n + 15) / 16 * 16;  // 64-byte steps
         if (mem.size() < static_cast<size_t>(total)) mem.assign(static_cast<size_t>(total), 0.0f);
@@ -334,28 +352,27 @@ TrainWs train_workspace() {
 // One image's backward pass from dh4 (400) down to C1, adding its gradients to part.
 void backward_convs(double* part, const float* dh4, const float* xi, const float* h1,
                     const float* h2, const float* h3, const float* h4, const Plan& plan,
-                    const Isa& isa, const TrainWs& w) {
+                    const KernelTable& kt, const TrainWs& w) {
     constexpr int64_t P2 = kS2 * kS2, P3 = kS3 * kS3, P4 = P3 / 4;
     const float* dyk[kM3];
     float* dwk[kM3];
     float* planes[kM1];
     // S4: dh3 = coef x da4 over each block; dcoef = sum da4 x (block sums of h3)
-    isa.squash_backward(w.da4, h4, dh4, kN4);
+    kt.squash_backward(w.da4, h4, dh4, kN4);
     for (int64_t c = 0; c < kM3; ++c) {
-        part[kPS4C + c] += isa.subsample_backward_plane(w.dh3 + c * P3, h3 + c * P3,
-                                                        w.da4 + c * P4, plan.coef4[c], kS3, kS3);
+        part[kPS4C + c] += kt.subsample_backward_plane(w.dh3 + c * P3, h3 + c * P3, w.da4 + c * P4,
+                                                       plan.coef4[c], kS3, kS3);
         part[kPS4B + c] += sum_floats(w.da4 + c * P4, P4);
     }
     // C3: bias; then da3 to its flat (zero junk) and padded (zero border) planes
-    isa.squash_backward(w.da3, h3, w.dh3, kN3);
+    kt.squash_backward(w.da3, h3, w.dh3, kN3);
     for (int64_t k = 0; k < kM3; ++k) {
         part[kPC3B + k] += sum_floats(w.da3 + k * P3, P3);
         for (int64_t i = 0; i < kS3; ++i) {
             const float* row = w.da3 + k * P3 + i * kS3;
             std::copy(row, row + kS3, w.da3f + k * kFlat3 + i * kS2);
-            std::copy(row, row + kS3,
-                      w.dy3p + k * kPadPlane3 + (i + kK - 1) * kPad3 + (kK - 1));
         }
+        pad_plane(w.dy3p + k * kPadPlane3, kPad3, w.da3 + k * P3, kS3, kS3, kK, kK);
     }
     // C3's kernel gradients: per input map c, its output maps' gradients against it
     for (int64_t c = 0; c < kM1; ++c) {
@@ -363,7 +380,7 @@ void backward_convs(double* part, const float* dh4, const float* xi, const float
             dyk[j] = w.da3f + plan.c3k[c][j] * kFlat3;
             dwk[j] = w.dw + plan.c3t[c][j] * kKK;
         }
-        isa.conv_dw_flat(dwk, dyk, plan.c3n[c], h2 + c * P2, kS2, kFlatL3, kK, kK);
+        kt.conv_dw_flat(dwk, dyk, plan.c3n[c], h2 + c * P2, kS2, kFlatL3, kK, kK);
     }
     double* pw = part + kPC3W;
     for (int64_t q = 0; q < plan.T * kKK; ++q) pw[q] += w.dw[q];
@@ -371,29 +388,28 @@ void backward_convs(double* part, const float* dh4, const float* xi, const float
     std::fill(w.dh2f, w.dh2f + kM1 * kFlatB3, 0.0f);
     for (int64_t k = 0; k < kM3; ++k) {
         for (int j = 0; j < plan.bn[k]; ++j) planes[j] = w.dh2f + plan.bc[k][j] * kFlatB3;
-        isa.conv_acc_flat(planes, plan.bw[k], plan.bn[k], w.dy3p + k * kPadPlane3, kPad3,
-                          kFlatLB3, kK, kK, nullptr);
+        kt.conv_acc_flat(planes, plan.bw[k], plan.bn[k], w.dy3p + k * kPadPlane3, kPad3, kFlatLB3,
+                         kK, kK, nullptr);
     }
     // S2: da2 onto (14,16) planes (zero junk), then back onto C1's flat planes
     for (int64_t c = 0; c < kM1; ++c) {
         for (int64_t i = 0; i < kS2; ++i) {
             float* da = w.da2w + c * kFlatS2 + i * kS2W;
-            isa.squash_backward(da, h2 + c * P2 + i * kS2, w.dh2f + c * kFlatB3 + i * kPad3, kS2);
+            kt.squash_backward(da, h2 + c * P2 + i * kS2, w.dh2f + c * kFlatB3 + i * kPad3, kS2);
             part[kPS2B + c] += sum_floats(da, kS2);
         }
-        part[kPS2C + c] += isa.subsample_backward_plane(w.dh1 + c * kFlat1, h1 + c * kFlat1,
-                                                        w.da2w + c * kFlatS2, plan.coef2[c],
-                                                        kS1, kIn);
+        part[kPS2C + c] += kt.subsample_backward_plane(
+            w.dh1 + c * kFlat1, h1 + c * kFlat1, w.da2w + c * kFlatS2, plan.coef2[c], kS1, kIn);
     }
     // C1: bias and kernel gradients (no input gradient); da1's junk columns are zero
     // because dh1's are (S2's zero junk gradient times its coefficient)
-    isa.squash_backward(w.da1, h1, w.dh1, kM1 * kFlat1);
+    kt.squash_backward(w.da1, h1, w.dh1, kM1 * kFlat1);
     for (int64_t k = 0; k < kM1; ++k) {
         part[kPC1B + k] += sum_floats(w.da1 + k * kFlat1, kFlat1);
         dyk[k] = w.da1 + k * kFlat1;
         dwk[k] = w.dw + k * kKK;
     }
-    isa.conv_dw_flat(dwk, dyk, kM1, xi, kIn, kFlatL1, kK, kK);
+    kt.conv_dw_flat(dwk, dyk, kM1, xi, kIn, kFlatL1, kK, kK);
     for (int64_t q = 0; q < kM1 * kKK; ++q) part[kPC1W + q] += w.dw[q];
 }
 
@@ -401,7 +417,7 @@ void backward_convs(double* part, const float* dh4, const float* xi, const float
 // rows go to B, the block's partial gradients to B.part + b * partial_size(T).
 void train_block(const Batch& B, int64_t b, int64_t n0, int64_t nb, int64_t N,
                  const float* const* p, const float* x, const int64_t* labels, const Plan& plan,
-                 const LossOptions& opt, const Isa& isa) {
+                 const LossOptions& opt, const KernelTable& kt) {
     const TrainWs w = train_workspace();
     constexpr int64_t H1 = TrainWs::kH1, H2 = TrainWs::kH2, H3 = TrainWs::kH3;
     float* h4 = B.h4 + n0 * kN4;
@@ -414,8 +430,8 @@ void train_block(const Batch& B, int64_t b, int64_t n0, int64_t nb, int64_t N,
     const float* xb = x + n0 * kIn * kIn;
     for (int64_t n = 0; n < nb; ++n)
         forward_convs({w.h1 + n * H1, w.s2, w.h2 + n * H2, w.c3, w.h3 + n * H3, h4 + n * kN4}, p,
-                      xb + n * kIn * kIn, plan, isa);
-    forward_head(y, h5, h6, h4, p, nb, isa);
+                      xb + n * kIn * kIn, plan, kt);
+    forward_head(y, h5, h6, h4, p, nb, kt);
     double loss = 0.0;
     int64_t errors = 0;
     for (int64_t n = 0; n < nb; ++n) {
@@ -423,28 +439,26 @@ void train_block(const Batch& B, int64_t b, int64_t n0, int64_t nb, int64_t N,
         errors += argmin_like_numpy(y + n * kOut, kOut) != label;
         loss += loss_gradient(gy + n * kOut, y + n * kOut, label, opt, N);
         // RBF: dh6 = 2 sum_i gy_i (h6 - c_i), as rbf_backward; then F6's squashing
-        std::fill(w.dh6, w.dh6 + kF6, 0.0f);
-        for (int64_t i = 0; i < kOut; ++i)
-            isa.axpy_diff(w.dh6, 2.0f * gy[n * kOut + i], h6 + n * kF6, p[kRbfC] + i * kF6, kF6);
-        isa.squash_backward(da6 + n * kF6, h6 + n * kF6, w.dh6, kF6);
+        rbf_input_gradient(w.dh6, gy + n * kOut, h6 + n * kF6, p[kRbfC], kOut, kF6, kt);
+        kt.squash_backward(da6 + n * kF6, h6 + n * kF6, w.dh6, kF6);
     }
     B.loss[b] = loss;
     B.errors[b] = errors;
     // F6 and C5: input gradients of the block as products with the weights
-    isa.matmul(w.dh5, da6, kF6, 1, p[kF6W], nb, kF6, kC5);
-    isa.squash_backward(da5, h5, w.dh5, nb * kC5);
-    isa.matmul(w.dh4, da5, kC5, 1, p[kC5W], nb, kC5, kN4);
+    kt.matmul(w.dh5, da6, kF6, 1, p[kF6W], nb, kF6, kC5);
+    kt.squash_backward(da5, h5, w.dh5, nb * kC5);
+    kt.matmul(w.dh4, da5, kC5, 1, p[kC5W], nb, kC5, kN4);
     double* part = B.part + b * partial_size(plan.T);
     std::fill(part, part + partial_size(plan.T), 0.0);
     for (int64_t n = 0; n < nb; ++n)
         backward_convs(part, w.dh4 + n * kN4, xb + n * kIn * kIn, w.h1 + n * H1, w.h2 + n * H2,
-                       w.h3 + n * H3, h4 + n * kN4, plan, isa, w);
+                       w.h3 + n * H3, h4 + n * kN4, plan, kt, w);
 }
 
 // The gradients g of the whole batch from its blocks' rows and partials.
 void reduce_gradients(float* const* g, const Batch& B, int64_t N, int64_t blocks,
                       const float* const* p, const Plan& plan, bool subsample_mean,
-                      const Isa& isa) {
+                      const KernelTable& kt) {
     const int64_t T = plan.T, ps = partial_size(T);
     // C5 and F6: dw = da^T h over the batch, by blocks of output rows; db = sum of da.
     // Left out when g[kC5W] is null (the SDLM pass applies them as it computes them).
@@ -456,7 +470,7 @@ void reduce_gradients(float* const* g, const Batch& B, int64_t N, int64_t blocks
             const int64_t O = c5 ? kC5 : kF6, I = c5 ? kN4 : kC5;
             const int64_t o0 = (c5 ? t : t - c5_blocks) * kRows, rows = std::min(kRows, O - o0);
             const float* da = (c5 ? B.da5 : B.da6) + o0;
-            isa.matmul((c5 ? g[kC5W] : g[kF6W]) + o0 * I, da, 1, O, c5 ? B.h4 : B.h5, rows, N, I);
+            kt.matmul((c5 ? g[kC5W] : g[kF6W]) + o0 * I, da, 1, O, c5 ? B.h4 : B.h5, rows, N, I);
             float* db = (c5 ? g[kC5B] : g[kF6B]) + o0;
             for (int64_t r = 0; r < rows; ++r) {
                 double s = 0.0;
@@ -466,13 +480,9 @@ void reduce_gradients(float* const* g, const Batch& B, int64_t N, int64_t blocks
         });
     // the centres, when trained: dc_i = -2 sum_n gy[n,i] (h6_n - c_i), as rbf_backward
     if (g[kRbfC] != nullptr) {
-        for (int64_t i = 0; i < kOut; ++i) {
-            float* dci = g[kRbfC] + i * kF6;
-            std::fill(dci, dci + kF6, 0.0f);
-            for (int64_t n = 0; n < N; ++n)
-                isa.axpy_diff(dci, -2.0f * B.gy[n * kOut + i], B.h6 + n * kF6, p[kRbfC] + i * kF6,
-                              kF6);
-        }
+        for (int64_t i = 0; i < kOut; ++i)
+            rbf_centre_gradient(g[kRbfC] + i * kF6, B.gy, B.h6, p[kRbfC] + i * kF6, i, N, kOut, kF6,
+                                kt);
     }
     // the rest: the blocks' partials, in block order
     auto total = [&](float* out, int64_t at, int64_t n, float factor) {
@@ -505,7 +515,11 @@ struct BatchMem {
         d.assign(static_cast<size_t>(blocks * (partial_size(T) + 1)), 0.0);
         e.assign(static_cast<size_t>(blocks), 0);
         float* at = f.data();
-        auto take = [&](int64_t n) { float* r = at; at += N * n; return r; };
+        auto take = [&](int64_t n) {
+            float* r = at;
+            at += N * n;
+            return r;
+        };
         b.h4 = take(kN4);
         b.h5 = take(kC5);
         b.h6 = take(kF6);
@@ -524,9 +538,13 @@ struct BatchMem {
 int64_t lenet_param_size(int param, int64_t c3_pairs) {
     switch (param) {
         case kC1W: return kM1 * kKK;
-        case kC1B: case kS2Coef: case kS2Bias: return kM1;
+        case kC1B:
+        case kS2Coef:
+        case kS2Bias: return kM1;
         case kC3W: return c3_pairs * kKK;
-        case kC3B: case kS4Coef: case kS4Bias: return kM3;
+        case kC3B:
+        case kS4Coef:
+        case kS4Bias: return kM3;
         case kC5W: return kC5 * kN4;
         case kC5B: return kC5;
         case kF6W: return kF6 * kC5;
@@ -539,11 +557,11 @@ int64_t lenet_param_size(int param, int64_t c3_pairs) {
 void network_forward(float* y, const float* const* p, const float* x, int64_t N,
                      const uint8_t* table, const ForwardOptions& opt) {
     if (N <= 0) return;
-    const Isa& isa = active_isa();
+    const KernelTable& kt = active_kernels();
     const Plan plan(p, table, opt.subsample_mean, false);
     parallel_for((N + kBlock - 1) / kBlock, kBlock * kImageCost, [&](int64_t blk) {
         const int64_t n0 = blk * kBlock;
-        forward_block(y + n0 * kOut, p, x + n0 * kIn * kIn, std::min(kBlock, N - n0), plan, isa,
+        forward_block(y + n0 * kOut, p, x + n0 * kIn * kIn, std::min(kBlock, N - n0), plan, kt,
                       forward_workspace());
     });
 }
@@ -553,16 +571,16 @@ GradResult network_gradients(float* const* g, float* y, const float* const* p, c
                              const LossOptions& opt) {
     GradResult res;
     if (N <= 0) return res;
-    const Isa& isa = active_isa();
+    const KernelTable& kt = active_kernels();
     const Plan plan(p, table, opt.subsample_mean, true);
     const int64_t blocks = (N + kBlock - 1) / kBlock;
     BatchMem mem(N, blocks, plan.T, y);
     const Batch& B = mem.b;
     parallel_for(blocks, kBlock * kImageTrainCost, [&](int64_t b) {
         const int64_t n0 = b * kBlock;
-        train_block(B, b, n0, std::min(kBlock, N - n0), N, p, x, labels, plan, opt, isa);
+        train_block(B, b, n0, std::min(kBlock, N - n0), N, p, x, labels, plan, opt, kt);
     });
-    reduce_gradients(g, B, N, blocks, p, plan, opt.subsample_mean, isa);
+    reduce_gradients(g, B, N, blocks, p, plan, opt.subsample_mean, kt);
     for (int64_t b = 0; b < blocks; ++b) {
         res.loss_sum += B.loss[b];
         res.errors += B.errors[b];
@@ -574,7 +592,7 @@ SdlmResult sdlm_pass(const SdlmNet& net, const float* x, const int64_t* labels,
                      const int64_t* order, int64_t P, const uint8_t* table,
                      const LossOptions& opt) {
     const SerialScope serial;  // one pattern at a time: too little work for a thread team
-    const Isa& isa = active_isa();
+    const KernelTable& kt = active_kernels();
     SdlmResult res;
     if (P <= 0) return res;
     const float* const* p = net.p;
@@ -597,14 +615,14 @@ SdlmResult sdlm_pass(const SdlmNet& net, const float* x, const int64_t* labels,
     for (int64_t t = 0; t < P; ++t) {
         const int64_t idx = order[t];
         if (t > 0) plan.refresh(p, opt.subsample_mean, true);  // the parameters moved
-        train_block(B, 0, 0, 1, 1, p, x + idx * kIn * kIn, labels + idx, plan, opt, isa);
-        reduce_gradients(g, B, 1, 1, p, plan, opt.subsample_mean, isa);
+        train_block(B, 0, 0, 1, 1, p, x + idx * kIn * kIn, labels + idx, plan, opt, kt);
+        reduce_gradients(g, B, 1, 1, p, plan, opt.subsample_mean, kt);
         res.loss_sum += B.loss[0];
         res.errors += B.errors[0];
         // train.py: params[name] -= steps[name] * grad[name], a multiply rounded to float,
         // then a subtraction (no FMA contraction in this file). C5 and F6 (97% of the
         // parameters) in one sweep over their weights: at batch 1 their gradient is the
-        // outer product da x (float products, as Isa::matmul gives them) and their bias
+        // outer product da x (float products, as KernelTable::matmul gives them) and their bias
         // gradient da itself.
         for (int q = 0; q < kNumLeNetParams; ++q) {
             if (net.step[q] == nullptr || g[q] == nullptr) continue;
@@ -622,7 +640,7 @@ SdlmResult sdlm_pass(const SdlmNet& net, const float* x, const int64_t* labels,
             const float* sw = net.step[c5 ? kC5W : kF6W];
             const float* sb = net.step[c5 ? kC5B : kF6B];
             for (int64_t o = 0; o < O; ++o) {
-                isa.outer_update(w + o * I, sw + o * I, h, da[o], I);
+                kt.outer_update(w + o * I, sw + o * I, h, da[o], I);
                 bias[o] -= sb[o] * da[o];
             }
         }

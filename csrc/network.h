@@ -15,10 +15,21 @@
 
 namespace lenet_fast {
 
-// The trainable arrays, in model.PARAM_SHAPES order, then the RBF centres.
+// The trainable arrays, in layout.PARAM_SHAPES order, then the RBF centres.
 enum LeNetParam : int {
-    kC1W, kC1B, kS2Coef, kS2Bias, kC3W, kC3B, kS4Coef, kS4Bias,
-    kC5W, kC5B, kF6W, kF6B, kRbfC,
+    kC1W,
+    kC1B,
+    kS2Coef,
+    kS2Bias,
+    kC3W,
+    kC3B,
+    kS4Coef,
+    kS4Bias,
+    kC5W,
+    kC5B,
+    kF6W,
+    kF6B,
+    kRbfC,
     kNumLeNetParams
 };
 
@@ -83,7 +94,6 @@ using SdlmResult = GradResult;
 // team, which costs milliseconds when another process holds the other cores. Passes over
 // different models may run on different threads at once.
 SdlmResult sdlm_pass(const SdlmNet& net, const float* x, const int64_t* labels,
-                     const int64_t* order, int64_t P, const uint8_t* table,
-                     const LossOptions& opt);
+                     const int64_t* order, int64_t P, const uint8_t* table, const LossOptions& opt);
 
 }  // namespace lenet_fast

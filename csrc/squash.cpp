@@ -12,18 +12,18 @@ constexpr int64_t kChunk = 4096;
 }
 
 void squash_forward(float* y, const float* a, int64_t n) {
-    const Isa& isa = active_isa();
+    const KernelTable& kt = active_kernels();
     parallel_for((n + kChunk - 1) / kChunk, 16 * kChunk, [&](int64_t t) {
         const int64_t i = t * kChunk;
-        isa.squash(y + i, a + i, std::min(kChunk, n - i));
+        kt.squash(y + i, a + i, std::min(kChunk, n - i));
     });
 }
 
 void squash_backward(float* da, const float* y, const float* dy, int64_t n) {
-    const Isa& isa = active_isa();
+    const KernelTable& kt = active_kernels();
     parallel_for((n + kChunk - 1) / kChunk, 2 * kChunk, [&](int64_t t) {
         const int64_t i = t * kChunk;
-        isa.squash_backward(da + i, y + i, dy + i, std::min(kChunk, n - i));
+        kt.squash_backward(da + i, y + i, dy + i, std::min(kChunk, n - i));
     });
 }
 

@@ -8,33 +8,27 @@
 
 namespace lenet_fast {
 
-void subsample_forward(float* y, const float* x, const float* coef, const float* bias,
-                       int64_t N, int64_t C, int64_t H, int64_t W) {
-    const Isa& isa = active_isa();
+void subsample_forward(float* y, const float* x, const float* coef, const float* bias, int64_t N,
+                       int64_t C, int64_t H, int64_t W) {
+    const KernelTable& kt = active_kernels();
     const int64_t in_plane = H * W, out_plane = (H / 2) * (W / 2);
     parallel_for(N * C, in_plane, [&](int64_t nc) {
         const int64_t c = nc % C;
-        isa.subsample_plane(y + nc * out_plane, x + nc * in_plane, coef[c], bias[c], H, W);
+        kt.subsample_plane(y + nc * out_plane, x + nc * in_plane, coef[c], bias[c], H, W);
     });
 }
 
-void subsample_backward(float* dx, float* dcoef, float* dbias, const float* x,
-                        const float* coef, const float* dy, int64_t N, int64_t C, int64_t H,
-                        int64_t W) {
-    const Isa& isa = active_isa();
+void subsample_backward(float* dx, float* dcoef, float* dbias, const float* x, const float* coef,
+                        const float* dy, int64_t N, int64_t C, int64_t H, int64_t W) {
+    const KernelTable& kt = active_kernels();
     const int64_t in_plane = H * W, out_plane = (H / 2) * (W / 2);
-    // One partial dcoef per (image, map): on the stack for small batches (the fused
-    // training pass calls this at batch 1 for every pattern and must not allocate).
-    constexpr int64_t kStack = 64;
-    float stack_part[kStack];
-    std::vector<float> heap_part;
-    if (N * C > kStack) heap_part.resize(static_cast<size_t>(N * C));
-    float* part = N * C > kStack ? heap_part.data() : stack_part;
+    // One partial dcoef per (image, map), added over the batch below in a fixed order.
+    std::vector<float> part(static_cast<size_t>(N * C));
     parallel_for(N, C * in_plane, [&](int64_t n) {
         for (int64_t c = 0; c < C; ++c) {
             const int64_t nc = n * C + c;
-            part[nc] = isa.subsample_backward_plane(dx + nc * in_plane, x + nc * in_plane,
-                                                    dy + nc * out_plane, coef[c], H, W);
+            part[nc] = kt.subsample_backward_plane(dx + nc * in_plane, x + nc * in_plane,
+                                                   dy + nc * out_plane, coef[c], H, W);
         }
     });
     for (int64_t c = 0; c < C; ++c) {

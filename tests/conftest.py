@@ -13,9 +13,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import lenet_fast
 import numpy as np
 import pytest
+
+import lenet_fast
 
 # The floating-point tolerance of each kernel against the float64 reference, in one table.
 # The check is |got - want| <= TOL * max(1, max|want|): float32 sums of up to a few
@@ -56,8 +57,12 @@ def assert_close(kernel: str, got, want, what: str = "") -> None:
         return
     # NaN and inf where the maths puts them, and only there.
     np.testing.assert_array_equal(np.isnan(got), np.isnan(want), err_msg=f"{kernel} {what}: NaN")
-    np.testing.assert_array_equal(np.isposinf(got), np.isposinf(want), err_msg=f"{kernel} {what}: +inf")
-    np.testing.assert_array_equal(np.isneginf(got), np.isneginf(want), err_msg=f"{kernel} {what}: -inf")
+    np.testing.assert_array_equal(
+        np.isposinf(got), np.isposinf(want), err_msg=f"{kernel} {what}: +inf"
+    )
+    np.testing.assert_array_equal(
+        np.isneginf(got), np.isneginf(want), err_msg=f"{kernel} {what}: -inf"
+    )
     fin = np.isfinite(want)
     if not fin.any():
         return
@@ -77,7 +82,7 @@ def rand(rng: np.random.Generator, *shape: int, scale: float = 1.0) -> np.ndarra
 def mnist_dir() -> Path:
     """The folder of the four original MNIST .gz files: ``$LENET_FAST_DATA`` (CI sets it),
     else the per-user cache, downloading what is missing there (checksums verified)."""
-    from lenet_fast import data
+    from lenet_fast import download as data
 
     value = os.environ.get("LENET_FAST_DATA", "")
     if value:
@@ -89,8 +94,11 @@ def mnist_dir() -> Path:
     try:
         return data.download_mnist()
     except (OSError, ValueError) as e:
-        pytest.fail(f"LENET_FAST_DATA is not set and MNIST could not be downloaded into the cache "
-                    f"({e}); set LENET_FAST_DATA to a folder with the four MNIST .gz files", pytrace=False)
+        pytest.fail(
+            f"LENET_FAST_DATA is not set and MNIST could not be downloaded into the cache "
+            f"({e}); set LENET_FAST_DATA to a folder with the four MNIST .gz files",
+            pytrace=False,
+        )
 
 
 def ticks_during(call: Callable[[], object]) -> int:
@@ -142,3 +150,17 @@ def in_threads(n: int, fn: Callable[[int], object]) -> list:
     for t in threads:
         t.join()
     return out
+
+
+def synthetic_digits(n: int, seed: int):
+    """Small uint8 'digits': a bar whose position and orientation encode the label, plus noise."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 10, n)
+    x = rng.integers(0, 40, (n, 28, 28)).astype(np.uint8)
+    for i, d in enumerate(labels):
+        r = 4 + 2 * int(d)
+        if d % 2:
+            x[i, r : r + 3, 4:24] = 255
+        else:
+            x[i, 4:24, r : r + 3] = 255
+    return x, labels

@@ -3,16 +3,16 @@
 # LENET_FAST_SANITIZE=ON, preset "sanitize" in CMakePresets.json) into its own build folder
 # and its own virtual environment, then run the test suite under it.
 #
-#   bash tests/sanitize.sh                 # kernel, model and error tests (the default subset)
+#   bash tests/sanitize.sh                 # kernels, network, model, threads, fuzz (the default)
 #   bash tests/sanitize.sh tests           # the whole suite
-#   bash tests/sanitize.sh tests/test_fuzz.py -k conv2d   # any pytest arguments
+#   bash tests/sanitize.sh tests/system/test_fuzz.py -k conv2d   # any pytest arguments
 #
 # Environment: SANITIZE_DIR (default ${TMPDIR:-/tmp}/lenet-fast-asan) holds the venv and
 # the build tree; LENET_FAST_DATA as for the normal suite.
 #
 # Python itself is not instrumented, so the ASan runtime must be loaded first (LD_PRELOAD),
 # and leak detection is off (CPython's allocator keeps memory until exit, which LeakSanitizer
-# would report; tests/test_leaks.py checks leaks by RSS instead). Any ASan or UBSan report
+# would report; tests/system/test_leaks.py checks leaks by RSS instead). Any ASan or UBSan report
 # aborts the process (halt_on_error, -fno-sanitize-recover=undefined), so a clean exit
 # (allocator_may_return_null: a huge allocation is a MemoryError, as without ASan)
 # means no report.
@@ -47,9 +47,8 @@ if [ ! -e "$asan" ]; then
 fi
 
 if [ "$#" -eq 0 ]; then
-    set -- tests/test_kernels.py tests/test_errors.py tests/test_model.py tests/test_threads.py \
-        tests/test_fuzz.py tests/test_properties.py tests/test_fused.py \
-        tests/test_fused_forward.py tests/test_fused_gradients.py
+    set -- tests/kernels tests/network tests/model/test_model.py tests/system/test_threads.py \
+        tests/system/test_fuzz.py
 fi
 
 # run from a folder outside the source tree's python/ so the venv's lenet_fast is imported

@@ -5,119 +5,41 @@ run time) and their NumPy twins (``lenet_fast.reference``) share names and signa
 ``lenet_fast.tables`` holds the paper's constants: Table I and the RBF codes.
 
 The instruction set is chosen at import from the CPU; ``LENET_FAST_ISA=scalar|avx2|auto``
-overrides it, and :func:`set_isa` changes it at run time.
+overrides it (applied when :mod:`lenet_fast.runtime` is imported, here, before any kernel
+runs), and :func:`set_isa` changes it at run time.
 """
 
 from __future__ import annotations
 
-import os as _os
-import platform as _platform
-from importlib.metadata import PackageNotFoundError as _NotFound
-from importlib.metadata import version as _version
-
-from . import _core
-
-try:
-    __version__ = _version("lenet_fast")
-except _NotFound:  # pragma: no cover - running from a source tree without metadata
-    __version__ = "0+unknown"
-
-
-def set_isa(name: str) -> None:
-    """Use the kernels of instruction set ``name``: 'scalar', 'avx2' or 'auto'.
-
-    'auto' picks the best one this CPU runs. Raises ValueError for an unknown name or one
-    this CPU (or this build) cannot run. Safe while other threads run kernels: a running
-    call finishes on the ISA it started with.
-    """
-    if not isinstance(name, str):
-        raise TypeError(f"name: expected a str ('scalar', 'avx2' or 'auto'), got {type(name).__name__}")
-    _core.set_isa(name)
-
-
-def get_isa() -> str:
-    """The instruction set the kernels use now: 'scalar' or 'avx2'."""
-    return _core.get_isa()
-
-
-def available_isas() -> list[str]:
-    """The instruction sets this build can run on this CPU, e.g. ['scalar', 'avx2']."""
-    return list(_core.available_isas())
-
-
-def set_num_threads(n: int) -> None:
-    """Let one kernel call use up to ``n`` threads (n >= 1).
-
-    The default is OpenMP's (``OMP_NUM_THREADS``, else the number of cores). Results do
-    not depend on the thread count.
-    """
-    if isinstance(n, bool) or not isinstance(n, int):
-        raise TypeError(f"n: expected an int >= 1, got {type(n).__name__}")
-    _core.set_num_threads(n)
-
-
-def get_num_threads() -> int:
-    """The number of threads one kernel call may use."""
-    return _core.get_num_threads()
-
-
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return _platform.processor() or _platform.machine()
-
-
-def info() -> dict:
-    """What this build runs on: version, ISA in use and available, compiler, threads, CPU."""
-    return {
-        "version": __version__,
-        "isa": get_isa(),
-        "available_isas": available_isas(),
-        "compiled_isas": list(_core.compiled_isas()),
-        "compiler": _core.compiler(),
-        "openmp": _core.have_openmp(),
-        "num_threads": get_num_threads(),
-        "cpu": _cpu_model(),
-        "machine": _platform.machine(),
-    }
-
-
-def _isa_from_env() -> None:
-    value = _os.environ.get("LENET_FAST_ISA", "").strip()
-    if not value:
-        return
-    try:
-        _core.set_isa(value)
-    except ValueError as e:
-        raise ImportError(f"LENET_FAST_ISA={value!r}: {e}") from None
-
-
-_isa_from_env()
-
-from . import kernels, reference, tables  # noqa: E402
-from .data import load_mnist, preprocess  # noqa: E402
-from .model import LeNet5  # noqa: E402
-from .train import evaluate, train  # noqa: E402
+from . import kernels, reference, runtime, tables
+from .mnist import load_mnist, preprocess
+from .model import LeNet5
+from .runtime import (
+    __version__,
+    available_isas,
+    get_isa,
+    get_num_threads,
+    info,
+    set_isa,
+    set_num_threads,
+)
+from .train import evaluate, train
 
 __all__ = [
     "LeNet5",
     "__version__",
-    "evaluate",
-    "load_mnist",
-    "preprocess",
-    "train",
     "available_isas",
+    "evaluate",
     "get_isa",
     "get_num_threads",
     "info",
     "kernels",
+    "load_mnist",
+    "preprocess",
     "reference",
+    "runtime",
     "set_isa",
     "set_num_threads",
     "tables",
+    "train",
 ]

@@ -1,10 +1,10 @@
 """The ``lenet-fast`` command line: train, evaluate, and benchmark LeNet-5.
 
-    lenet-fast train [--data DIR] [--download] [--passes 20] [--optimizer sdlm|sgd]
-                     [--loss mse|map] [--distort] [--seed N] [--out DIR] [--resume CKPT] [--plot]
-                     [--mu MU] [--lr LR] [--limit N] ...  (lenet-fast train --help: all options)
-    lenet-fast eval MODEL [--data DIR] [--plot OUT.png]
-    lenet-fast info
+lenet-fast train [--data DIR] [--download] [--passes 20] [--optimizer sdlm|sgd]
+                 [--loss mse|map] [--distort] [--seed N] [--out DIR] [--resume CKPT] [--plot]
+                 [--mu MU] [--lr LR] [--limit N] ...  (lenet-fast train --help: all options)
+lenet-fast eval MODEL [--data DIR] [--plot OUT.png]
+lenet-fast info
 """
 
 from __future__ import annotations
@@ -15,12 +15,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from . import info, tables
-from .data import load_mnist
+from . import tables
+from .mnist import load_mnist
 from .model import LeNet5
-from .train import evaluate, format_record, train
+from .runtime import info
+from .train import evaluate, train
 
 
 def _bar(stream: Any) -> Any:
@@ -31,8 +30,10 @@ def _bar(stream: Any) -> Any:
     def progress(p: int, done: int, total: int, stats: dict[str, float]) -> None:
         width = 30
         filled = int(width * done / max(1, total))
-        stream.write(f"\r  pass {p + 1}: [{'#' * filled}{'.' * (width - filled)}] {done}/{total}  "
-                     f"loss {stats['loss']:.4f}  train error {100 * stats['train_error']:5.2f}%")
+        stream.write(
+            f"\r  pass {p + 1}: [{'#' * filled}{'.' * (width - filled)}] {done}/{total}  "
+            f"loss {stats['loss']:.4f}  train error {100 * stats['train_error']:5.2f}%"
+        )
         stream.flush()
         if done + 1 >= total:
             stream.write("\r" + " " * 100 + "\r")
@@ -42,36 +43,68 @@ def _bar(stream: Any) -> Any:
 
 def cmd_train(a: argparse.Namespace) -> int:
     if a.mu is not None and a.optimizer != "sdlm":
-        raise ValueError(f"--mu: SDLM's damping, not used by --optimizer {a.optimizer} (its rate is --lr)")
+        raise ValueError(
+            f"--mu: SDLM's damping, not used by --optimizer {a.optimizer} (its rate is --lr)"
+        )
     tr_x, tr_y, te_x, te_y = load_mnist(a.data, download=a.download)
     if a.limit:
         tr_x, tr_y = tr_x[: a.limit], tr_y[: a.limit]
     codes = tables.RBF_CODES_NO_TOP_BAR if a.codes == "no-top-bar" else tables.RBF_CODES
-    model = LeNet5(seed=a.seed, loss=a.loss, map_j=a.map_j, loss_scale=a.loss_scale, rbf=a.rbf,
-                   subsample=a.subsample, codes=codes)
+    model = LeNet5(
+        seed=a.seed,
+        loss=a.loss,
+        map_j=a.map_j,
+        loss_scale=a.loss_scale,
+        rbf=a.rbf,
+        subsample=a.subsample,
+        codes=codes,
+    )
     out = Path(a.out)
     if a.limit and a.mu is None and a.optimizer == "sdlm" and len(tr_x) < 20_000:
-        print(f"note: the default mu (8 in passes 1-2, 0.5 in 3-5, then 0.02) is sized for passes of "
-              f"60,000 digits; on {len(tr_x):,} the first passes barely move the weights: "
-              f"--mu 0.4 learns from the first pass", file=sys.stderr)
-    print(f"lenet_fast: training LeNet-5 on {len(tr_x):,} MNIST digits, {a.passes} passes, "
-          f"{a.optimizer}{' with distortions' if a.distort else ''}, loss {a.loss}, seed {a.seed}; "
-          f"isa {info()['isa']}, out {out}", flush=True)
+        print(
+            f"note: the default mu (8 in passes 1-2, 0.5 in 3-5, then 0.02) is sized for passes of "
+            f"60,000 digits; on {len(tr_x):,} the first passes barely move the weights: "
+            f"--mu 0.4 learns from the first pass",
+            file=sys.stderr,
+        )
+    print(
+        f"lenet_fast: training LeNet-5 on {len(tr_x):,} MNIST digits, {a.passes} passes, "
+        f"{a.optimizer}{' with distortions' if a.distort else ''}, loss {a.loss}, seed {a.seed}; "
+        f"isa {info()['isa']}, out {out}",
+        flush=True,
+    )
     history = train(
-        model, tr_x, tr_y, te_x, te_y, passes=a.passes, optimizer=a.optimizer, distort=a.distort,
-        seed=a.seed, out=out, resume=a.resume, lr=a.lr,
-        **({} if a.mu is None else {"mu": a.mu}), batch_size=a.batch_size, order=a.order,
-        progress=_bar(sys.stderr), log=lambda line: print(line, flush=True),
+        model,
+        tr_x,
+        tr_y,
+        te_x,
+        te_y,
+        passes=a.passes,
+        optimizer=a.optimizer,
+        distort=a.distort,
+        seed=a.seed,
+        out=out,
+        resume=a.resume,
+        lr=a.lr,
+        **({} if a.mu is None else {"mu": a.mu}),
+        batch_size=a.batch_size,
+        order=a.order,
+        progress=_bar(sys.stderr),
+        log=lambda line: print(line, flush=True),
     )
     final = history[-1]
-    print(f"done: test error {100 * final['test_error']:.2f}% after {final['pass']} passes; "
-          f"model in {out / 'model.npz'}")
+    print(
+        f"done: test error {100 * final['test_error']:.2f}% after {final['pass']} passes; "
+        f"model in {out / 'model.npz'}"
+    )
     if a.plot:
         from .plots import plot_curves, plot_misclassified
 
         plot_curves(history, out / "error_curves.png")
         ev = evaluate(model, te_x, te_y)
-        plot_misclassified(te_x, te_y, ev["predicted"], ev["misclassified"], out / "misclassified.png")
+        plot_misclassified(
+            te_x, te_y, ev["predicted"], ev["misclassified"], out / "misclassified.png"
+        )
         print(f"plots: {out / 'error_curves.png'}, {out / 'misclassified.png'}")
     return 0
 
@@ -81,9 +114,16 @@ def cmd_eval(a: argparse.Namespace) -> int:
     _, _, te_x, te_y = load_mnist(a.data, download=a.download)
     ev = evaluate(model, te_x, te_y)
     if a.json:
-        print(json.dumps({"test_error": ev["error"], "errors": ev["errors"],
-                          "confusion": ev["confusion"].tolist(),
-                          "misclassified": ev["misclassified"].tolist()}))
+        print(
+            json.dumps(
+                {
+                    "test_error": ev["error"],
+                    "errors": ev["errors"],
+                    "confusion": ev["confusion"].tolist(),
+                    "misclassified": ev["misclassified"].tolist(),
+                }
+            )
+        )
         return 0
     print(f"test error {100 * ev['error']:.2f}% ({ev['errors']} of {len(te_y):,})")
     print("confusion matrix (rows: true digit, columns: predicted):")
@@ -107,35 +147,74 @@ def cmd_info(a: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="lenet-fast", description="LeNet-5 (LeCun et al. 1998) on the CPU.")
+    p = argparse.ArgumentParser(
+        prog="lenet-fast", description="LeNet-5 (LeCun et al. 1998) on the CPU."
+    )
     sub = p.add_subparsers(dest="command", required=True)
 
     t = sub.add_parser("train", help="train LeNet-5 on MNIST as the paper does")
-    t.add_argument("--data", help="folder with the four MNIST .gz files (default: $LENET_FAST_DATA, else the cache)")
-    t.add_argument("--download", action="store_true", help="fetch missing MNIST files (checksums verified)")
-    t.add_argument("--passes", type=int, default=20, help="passes over the training set (default 20)")
+    t.add_argument(
+        "--data",
+        help="folder with the four MNIST .gz files (default: $LENET_FAST_DATA, else the cache)",
+    )
+    t.add_argument(
+        "--download", action="store_true", help="fetch missing MNIST files (checksums verified)"
+    )
+    t.add_argument(
+        "--passes", type=int, default=20, help="passes over the training set (default 20)"
+    )
     t.add_argument("--optimizer", choices=("sdlm", "sgd"), default="sdlm")
-    t.add_argument("--loss", choices=("mse", "map"), default="map", help="Eq. 9 (map, default) or Eq. 8 (mse)")
+    t.add_argument(
+        "--loss", choices=("mse", "map"), default="map", help="Eq. 9 (map, default) or Eq. 8 (mse)"
+    )
     t.add_argument("--map-j", type=float, default=5.0, help="j of Eq. 9 (default 5)")
-    t.add_argument("--loss-scale", type=float, default=1.0,
-                   help="E is multiplied by this (default 1); for SDLM the same as dividing mu by it")
-    t.add_argument("--mu", type=float, default=None,
-                   help="SDLM's mu for every pass (default: 8 in passes 1-2, 0.5 in 3-5, the paper's 0.02 after)")
+    t.add_argument(
+        "--loss-scale",
+        type=float,
+        default=1.0,
+        help="E is multiplied by this (default 1); for SDLM the same as dividing mu by it",
+    )
+    t.add_argument(
+        "--mu",
+        type=float,
+        default=None,
+        help="SDLM's mu for every pass (default: 8 in passes 1-2, 0.5 in 3-5, the paper's 0.02 after)",
+    )
     t.add_argument("--rbf", choices=("fixed", "trainable"), default="fixed")
-    t.add_argument("--codes", choices=("paper", "no-top-bar"), default="paper",
-                   help="RBF centres: the transcribed Fig. 3 codes, or without the top bar of 0, 2, 4, 5")
-    t.add_argument("--subsample", choices=("mean", "sum"), default="mean",
-                   help="S2/S4 coefficient times the 2x2 mean (default) or sum (the paper)")
+    t.add_argument(
+        "--codes",
+        choices=("paper", "no-top-bar"),
+        default="paper",
+        help="RBF centres: the transcribed Fig. 3 codes, or without the top bar of 0, 2, 4, 5",
+    )
+    t.add_argument(
+        "--subsample",
+        choices=("mean", "sum"),
+        default="mean",
+        help="S2/S4 coefficient times the 2x2 mean (default) or sum (the paper)",
+    )
     t.add_argument("--distort", action="store_true", help="train on distorted copies (paper III-C)")
-    t.add_argument("--order", choices=("fixed", "reshuffle"), default="reshuffle",
-                   help="a new random order each pass (default) or one order for all passes")
+    t.add_argument(
+        "--order",
+        choices=("fixed", "reshuffle"),
+        default="reshuffle",
+        help="a new random order each pass (default) or one order for all passes",
+    )
     t.add_argument("--lr", type=float, default=0.005, help="SGD learning rate (default 0.005)")
     t.add_argument("--batch-size", type=int, default=32, help="SGD batch size")
-    t.add_argument("--seed", type=int, default=0, help="seeds the weights, the order and the distortions")
+    t.add_argument(
+        "--seed", type=int, default=0, help="seeds the weights, the order and the distortions"
+    )
     t.add_argument("--limit", type=int, default=0, help="train on the first N digits only")
-    t.add_argument("--out", default="lenet-fast-run", help="output folder (default ./lenet-fast-run)")
+    t.add_argument(
+        "--out", default="lenet-fast-run", help="output folder (default ./lenet-fast-run)"
+    )
     t.add_argument("--resume", help="a checkpoint_PP.npz to continue from")
-    t.add_argument("--plot", action="store_true", help="write error curves and misclassified digits (needs matplotlib)")
+    t.add_argument(
+        "--plot",
+        action="store_true",
+        help="write error curves and misclassified digits (needs matplotlib)",
+    )
     t.set_defaults(func=cmd_train)
 
     e = sub.add_parser("eval", help="test error, confusion matrix, misclassified digits of a model")
@@ -143,7 +222,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--data", help="MNIST folder (default: $LENET_FAST_DATA, else the cache)")
     e.add_argument("--download", action="store_true")
     e.add_argument("--json", action="store_true", help="print the results as JSON")
-    e.add_argument("--plot", metavar="PNG", help="write a sheet of the misclassified digits (needs matplotlib)")
+    e.add_argument(
+        "--plot", metavar="PNG", help="write a sheet of the misclassified digits (needs matplotlib)"
+    )
     e.set_defaults(func=cmd_eval)
 
     i = sub.add_parser("info", help="version, instruction set, compiler, threads")
@@ -154,7 +235,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return args.func(args)
+        return int(args.func(args))
     except (FileNotFoundError, ValueError, ImportError) as e:
         print(f"lenet-fast: error: {e}", file=sys.stderr)
         return 2

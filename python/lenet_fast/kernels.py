@@ -20,18 +20,18 @@ import numpy.typing as npt
 from . import _core
 
 __all__ = [
-    "conv2d_forward",
     "conv2d_backward",
-    "sparse_conv2d_forward",
-    "sparse_conv2d_backward",
-    "subsample_forward",
-    "subsample_backward",
-    "linear_forward",
+    "conv2d_forward",
     "linear_backward",
-    "squash_forward",
-    "squash_backward",
-    "rbf_forward",
+    "linear_forward",
     "rbf_backward",
+    "rbf_forward",
+    "sparse_conv2d_backward",
+    "sparse_conv2d_forward",
+    "squash_backward",
+    "squash_forward",
+    "subsample_backward",
+    "subsample_forward",
 ]
 
 F32 = npt.NDArray[np.float32]

@@ -1,5 +1,5 @@
-"""LeNet-5 as LeCun et al. (1998) describe it: the model, its losses, its Hessian diagonal,
-and a portable checkpoint format.
+"""LeNet-5 as LeCun et al. (1998) describe it: the model, its losses and its Hessian
+diagonal; its files are :mod:`lenet_fast.checkpoint`'s.
 
 Layers (paper II-B, Fig. 2; N = batch):
 
@@ -19,9 +19,9 @@ f(a) = 1.7159 tanh(2a/3). The output is a penalty per class: the predicted class
 argmin. 60,000 trainable parameters (60,840 with trainable RBF centres).
 
 Choices where the paper is silent or where following it literally fails (each an option;
-the README's training section has the measurements behind them):
+the training documentation has the measurements behind them):
 
-* ``subsample="mean"`` (default, the seed note's average) or ``"sum"`` (the paper: "the
+* ``subsample="mean"`` (default, the average of the 2x2 block) or ``"sum"`` (the paper: "the
   four inputs ... are added, then multiplied by a trainable coefficient"). In "mean" mode
   the coefficient multiplies the average, so it is 4x the "sum" coefficient for the same
   function; it is initialised 4x wider, so both modes start from the same network. They
@@ -41,8 +41,6 @@ the README's training section has the measurements behind them):
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 from pathlib import Path
 from types import ModuleType
@@ -51,28 +49,11 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from . import _core, kernels, reference, tables
-from ._files import atomic_write
-
-FORMAT = "lenet_fast.LeNet5"
-FORMAT_VERSION = 1
-
-# Every trainable array, in a fixed order, with its shape.
-PARAM_SHAPES: dict[str, tuple[int, ...]] = {
-    "c1.w": (6, 1, 5, 5),
-    "c1.b": (6,),
-    "s2.coef": (6,),
-    "s2.bias": (6,),
-    "c3.w": (60, 5, 5),
-    "c3.b": (16,),
-    "s4.coef": (16,),
-    "s4.bias": (16,),
-    "c5.w": (120, 16, 5, 5),
-    "c5.b": (120,),
-    "f6.w": (84, 120),
-    "f6.b": (84,),
-}
-RBF_PARAM = "rbf.c"  # (10,84), a parameter only with rbf="trainable"
+from . import _validate, kernels, network, reference, tables
+from .checkpoint import read_checkpoint, save_checkpoint
+from .layout import PARAM_SHAPES, RBF_PARAM, RBF_SHAPE, count_parameters
+from .mnist import preprocess
+from .train import train as _train
 
 LOSSES = ("mse", "map")
 SUBSAMPLES = ("sum", "mean")
@@ -95,12 +76,18 @@ def init_params(seed: int, subsample: str = "sum") -> dict[str, npt.NDArray[np.f
     pair_fan = np.repeat(c3_fan, np.asarray(tables.C3_TABLE).sum(axis=0))
     sub = 4.0 if subsample == "mean" else 1.0
     fan: dict[str, Any] = {
-        "c1.w": 25, "c1.b": 25,
-        "s2.coef": 4 / sub, "s2.bias": 4,
-        "c3.w": pair_fan[:, None, None], "c3.b": c3_fan,
-        "s4.coef": 4 / sub, "s4.bias": 4,
-        "c5.w": 400, "c5.b": 400,
-        "f6.w": 120, "f6.b": 120,
+        "c1.w": 25,
+        "c1.b": 25,
+        "s2.coef": 4 / sub,
+        "s2.bias": 4,
+        "c3.w": pair_fan[:, None, None],
+        "c3.b": c3_fan,
+        "s4.coef": 4 / sub,
+        "s4.bias": 4,
+        "c5.w": 400,
+        "c5.b": 400,
+        "f6.w": 120,
+        "f6.b": 120,
     }
     params = {}
     for name, shape in PARAM_SHAPES.items():
@@ -130,7 +117,7 @@ class LeNet5:
     backend : "fast" | "reference"
         The C++ kernels or their NumPy twins (slow; float64 capable, for checks).
 
-    ``model.params`` maps names (see :data:`PARAM_SHAPES`) to float32 arrays. ``forward``
+    ``model.params`` maps names (see :data:`lenet_fast.layout.PARAM_SHAPES`) to float32 arrays. ``forward``
     and ``predict`` only read them, so one model may serve many threads at once.
     """
 
@@ -146,23 +133,29 @@ class LeNet5:
         codes: npt.ArrayLike | None = None,
         backend: str = "fast",
     ) -> None:
-        _choice("loss", loss, LOSSES)
-        _choice("rbf", rbf, RBFS)
-        _choice("subsample", subsample, SUBSAMPLES)
-        _choice("backend", backend, BACKENDS)
+        _validate.choice("loss", loss, LOSSES)
+        _validate.choice("rbf", rbf, RBFS)
+        _validate.choice("subsample", subsample, SUBSAMPLES)
+        _validate.choice("backend", backend, BACKENDS)
         if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
             raise TypeError(f"seed: expected an int, got {type(seed).__name__}")
-        map_j = float(map_j)
-        if not (map_j > 0 and np.isfinite(map_j)):
-            raise ValueError(f"map_j: expected a finite number > 0, got {map_j}")
+        map_j = _validate.positive_number("map_j", map_j)
         c = np.asarray(tables.RBF_CODES if codes is None else codes)
-        if c.shape != (10, 84) or not np.issubdtype(c.dtype, np.number) or not np.all(np.isfinite(c)):
-            raise ValueError(f"codes: expected a finite (10,84) array, got shape {c.shape} {c.dtype}")
-        loss_scale = float(loss_scale)
-        if not (loss_scale > 0 and np.isfinite(loss_scale)):
-            raise ValueError(f"loss_scale: expected a finite number > 0, got {loss_scale}")
+        if (
+            c.shape != RBF_SHAPE
+            or not np.issubdtype(c.dtype, np.number)
+            or not np.all(np.isfinite(c))
+        ):
+            raise ValueError(
+                f"codes: expected a finite (10,84) array, got shape {c.shape} {c.dtype}"
+            )
+        loss_scale = _validate.positive_number("loss_scale", loss_scale)
         self.options: dict[str, Any] = {
-            "seed": int(seed), "loss": loss, "map_j": map_j, "loss_scale": loss_scale, "rbf": rbf,
+            "seed": int(seed),
+            "loss": loss,
+            "map_j": map_j,
+            "loss_scale": loss_scale,
+            "rbf": rbf,
             "subsample": subsample,
         }
         self.backend = backend
@@ -179,8 +172,16 @@ class LeNet5:
     def _k(self) -> ModuleType:
         return kernels if self.backend == "fast" else reference
 
-    def _centres(self) -> Array:
+    @property
+    def centres(self) -> Array:
+        """The RBF centres (10,84) in use, in the parameters' dtype: the trained ``"rbf.c"``
+        parameter itself with ``rbf="trainable"``, else a copy of the fixed ``codes``."""
         return self.params[RBF_PARAM] if RBF_PARAM in self.params else self.codes.astype(self.dtype)
+
+    @property
+    def _fixed_centres(self) -> Array | None:
+        """The fixed centres for the fused network, None when they are a parameter."""
+        return None if RBF_PARAM in self.params else self.codes.astype(self.dtype)
 
     @property
     def dtype(self) -> np.dtype:
@@ -188,12 +189,7 @@ class LeNet5:
 
     def num_parameters(self) -> dict[str, int]:
         """Trainable parameters per layer, and their total under "total"."""
-        counts: dict[str, int] = {}
-        for name, a in self.params.items():
-            layer = name.split(".")[0].upper()
-            counts[layer] = counts.get(layer, 0) + int(a.size)
-        counts["total"] = sum(counts.values())
-        return counts
+        return count_parameters(trainable_centres=RBF_PARAM in self.params)
 
     def astype(self, dtype: Any) -> LeNet5:
         """A copy with parameters of ``dtype`` (float64 needs backend="reference")."""
@@ -218,15 +214,18 @@ class LeNet5:
 
     def prepare(self, x: npt.ArrayLike) -> Array:
         """Model input from uint8 MNIST digits (N,28,28) or (28,28), or preprocessed
-        float32 (N,1,32,32) (SPEC section 1: padded to 32x32, background -0.1, ink 1.175)."""
+        float32 (N,1,32,32) (:func:`lenet_fast.mnist.preprocess`: padded to 32x32, background
+        -0.1, ink 1.175)."""
         if not isinstance(x, np.ndarray):
-            raise TypeError(f"x: expected a numpy array of uint8 (N,28,28) digits or float32 "
-                            f"(N,1,32,32) input, got {type(x).__name__}")
+            raise TypeError(
+                f"x: expected a numpy array of uint8 (N,28,28) digits or float32 "
+                f"(N,1,32,32) input, got {type(x).__name__}"
+            )
         if x.dtype == np.uint8:
             if x.shape[-2:] != (28, 28) or x.ndim not in (2, 3):
-                raise ValueError(f"x: expected uint8 digits of shape (N,28,28) or (28,28), got shape {x.shape}")
-            from .data import preprocess
-
+                raise ValueError(
+                    f"x: expected uint8 digits of shape (N,28,28) or (28,28), got shape {x.shape}"
+                )
             return preprocess(x).astype(self.dtype, copy=False)
         if x.dtype == self.dtype and x.ndim == 4 and x.shape[1:] == (1, 32, 32):
             return np.ascontiguousarray(x)
@@ -250,20 +249,16 @@ class LeNet5:
         h4 = k.squash_forward(k.subsample_forward(h3, self._sub_coef("s4.coef"), p["s4.bias"]))
         h5 = k.squash_forward(k.conv2d_forward(h4, p["c5.w"], p["c5.b"])).reshape(n, 120)
         h6 = k.squash_forward(k.linear_forward(h5, p["f6.w"], p["f6.b"]))
-        y = k.rbf_forward(h6, self._centres())
+        y = k.rbf_forward(h6, self.centres)
         return y, (x, h1, h2, h3, h4, h5, h6)
 
     def _penalties(self, x: Array) -> Array:
         """The penalties (N,10) of prepared input, without the activations: with the fast
-        backend one C++ call (``_core.network_forward``: the same kernels in the same order
-        as :meth:`_forward`, so the same bits, image by image, threads over the images)."""
+        backend one C++ call (:func:`lenet_fast.network.forward`: the same kernels in the same
+        order as :meth:`_forward`, so the same bits, image by image)."""
         if self.backend != "fast":
             return self._forward(x)[0]
-        p = self.params
-        return _core.network_forward(
-            {name: p[name] for name in PARAM_SHAPES}, self._centres(), x, tables.C3_TABLE,
-            self.options["subsample"],
-        )
+        return network.forward(self.params, x, options=self.options, centres=self._fixed_centres)
 
     def forward(self, x: npt.ArrayLike) -> Array:
         """RBF penalties (N,10) of the input (see :meth:`prepare`); smaller = more likely."""
@@ -271,8 +266,7 @@ class LeNet5:
 
     def predict(self, x: npt.ArrayLike, batch_size: int = 1024) -> npt.NDArray[np.int64]:
         """Predicted digits (N,): the argmin of the penalties, computed in batches."""
-        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-            raise ValueError(f"batch_size: expected an int >= 1, got {batch_size!r}")
+        _validate.int_at_least("batch_size", batch_size, 1)
         xp = self.prepare(x)
         out = np.empty(xp.shape[0], dtype=np.int64)
         for i in range(0, xp.shape[0], batch_size):
@@ -309,44 +303,48 @@ class LeNet5:
         x, h1, h2, h3, h4, h5, h6 = cache
         n = x.shape[0]
         g: dict[str, Array] = {}
-        dh6, dc = k.rbf_backward(h6, self._centres(), gy)
+        dh6, dc = k.rbf_backward(h6, self.centres, gy)
         if RBF_PARAM in p:
             g[RBF_PARAM] = dc
         dh5, g["f6.w"], g["f6.b"] = k.linear_backward(h5, p["f6.w"], k.squash_backward(h6, dh6))
         da5 = k.squash_backward(h5, dh5).reshape(n, 120, 1, 1)
         dh4, g["c5.w"], g["c5.b"] = k.conv2d_backward(h4, p["c5.w"], da5)
-        dh3, g["s4.coef"], g["s4.bias"] = k.subsample_backward(h3, self._sub_coef("s4.coef"), k.squash_backward(h4, dh4))
-        dh2, g["c3.w"], g["c3.b"] = k.sparse_conv2d_backward(h2, p["c3.w"], k.squash_backward(h3, dh3), tables.C3_TABLE)
-        dh1, g["s2.coef"], g["s2.bias"] = k.subsample_backward(h1, self._sub_coef("s2.coef"), k.squash_backward(h2, dh2))
+        dh3, g["s4.coef"], g["s4.bias"] = k.subsample_backward(
+            h3, self._sub_coef("s4.coef"), k.squash_backward(h4, dh4)
+        )
+        dh2, g["c3.w"], g["c3.b"] = k.sparse_conv2d_backward(
+            h2, p["c3.w"], k.squash_backward(h3, dh3), tables.C3_TABLE
+        )
+        dh1, g["s2.coef"], g["s2.bias"] = k.subsample_backward(
+            h1, self._sub_coef("s2.coef"), k.squash_backward(h2, dh2)
+        )
         _, g["c1.w"], g["c1.b"] = k.conv2d_backward(x, p["c1.w"], k.squash_backward(h1, dh1))
         if self.options["subsample"] == "mean":
             g["s2.coef"] = g["s2.coef"] * g["s2.coef"].dtype.type(0.25)
             g["s4.coef"] = g["s4.coef"] * g["s4.coef"].dtype.type(0.25)
         return g
 
-    def gradients(self, x: npt.ArrayLike, labels: npt.ArrayLike) -> tuple[float, dict[str, Array], Array]:
+    def gradients(
+        self, x: npt.ArrayLike, labels: npt.ArrayLike
+    ) -> tuple[float, dict[str, Array], Array]:
         """Loss, gradients and penalties of a batch.
 
         ``x``: N >= 1 images as :meth:`prepare` takes them; ``labels``: (N,) digits 0..9.
         Returns ``(loss, grads, y)``: the loss (a float, mean over the batch of the scaled
         loss of ``options``), its gradient for every parameter (a dict of arrays shaped as
         ``params``; ``"rbf.c"`` too when the centres are trainable) and the penalties y
-        (N,10). With the fast backend one C++ call (``_core.network_gradients``; its
+        (N,10). With the fast backend one C++ call (:func:`lenet_fast.network.gradients`; its
         results do not depend on the thread count), else the NumPy layers."""
         xp = self.prepare(x)
         if xp.shape[0] == 0:
-            raise ValueError("x: gradients of the mean loss need at least one pattern, got an empty batch")
-        lab = _labels(labels, xp.shape[0])
-        if self.backend == "fast":
-            # one C++ call (``_core.network_gradients``): forward, loss and backward of the
-            # whole batch, threads over blocks of 8 images, the GIL released
-            p, o = self.params, self.options
-            loss_sum, _, g, y = _core.network_gradients(
-                {name: p[name] for name in PARAM_SHAPES}, self._centres(), xp, lab,
-                tables.C3_TABLE, o["loss"], o["loss_scale"], o["map_j"], o["subsample"],
-                RBF_PARAM in p,
+            raise ValueError(
+                "x: gradients of the mean loss need at least one pattern, got an empty batch"
             )
-            return loss_sum / xp.shape[0], g, y
+        lab = _validate.labels("labels", labels, xp.shape[0])
+        if self.backend == "fast":
+            return network.gradients(
+                self.params, xp, lab, options=self.options, centres=self._fixed_centres
+            )
         y, cache = self._forward(xp)
         loss, gy = self.loss_gradient(y, lab)
         return loss, self._backward(cache, gy), y
@@ -361,12 +359,17 @@ class LeNet5:
         for the RBF layer). Every entry is >= 0.
         """
         xp = self.prepare(x)
-        lab = _labels(labels, xp.shape[0])
+        lab = _validate.labels("labels", labels, xp.shape[0])
         k, p = self._k, self.params
         _, (x0, h1, h2, h3, h4, h5, h6) = self._forward(xp)
         n = x0.shape[0]
-        sq = lambda a: a * a  # noqa: E731
-        f2 = lambda yv, hv: k.squash_backward(yv, k.squash_backward(yv, hv))  # noqa: E731  f'(a)^2 h
+
+        def sq(a: Array) -> Array:
+            return a * a
+
+        def f2(yv: Array, hv: Array) -> Array:  # f'(a)^2 h, from the output y = f(a)
+            return k.squash_backward(yv, k.squash_backward(yv, hv))
+
         h: dict[str, Array] = {}
         hh6 = np.full_like(h6, 2.0)
         if RBF_PARAM in p:
@@ -377,7 +380,9 @@ class LeNet5:
         ha5 = f2(h5, hh5).reshape(n, 120, 1, 1)
         hh4, h["c5.w"], h["c5.b"] = k.conv2d_backward(sq(h4), sq(p["c5.w"]), ha5)
         hh3, h["s4.coef"], h["s4.bias"] = self._subsample_h(h3, "s4.coef", f2(h4, hh4))
-        hh2, h["c3.w"], h["c3.b"] = k.sparse_conv2d_backward(sq(h2), sq(p["c3.w"]), f2(h3, hh3), tables.C3_TABLE)
+        hh2, h["c3.w"], h["c3.b"] = k.sparse_conv2d_backward(
+            sq(h2), sq(p["c3.w"]), f2(h3, hh3), tables.C3_TABLE
+        )
         hh1, h["s2.coef"], h["s2.bias"] = self._subsample_h(h1, "s2.coef", f2(h2, hh2))
         _, h["c1.w"], h["c1.b"] = k.conv2d_backward(sq(x0), sq(p["c1.w"]), f2(h1, hh1))
         scale = self.options["loss_scale"] / n
@@ -400,116 +405,50 @@ class LeNet5:
 
     def fit(self, *args: Any, **kwargs: Any) -> list[dict[str, Any]]:
         """Train this model: see :func:`lenet_fast.train.train` (same arguments)."""
-        from .train import train
+        return _train(self, *args, **kwargs)
 
-        return train(self, *args, **kwargs)
-
-    def save(self, path: str | os.PathLike[str], *, history: list[dict[str, Any]] | None = None,
-             train_state: dict[str, Any] | None = None) -> Path:
-        """Write the model to a portable ``.npz`` (no pickle), atomically: a temporary file in
-        the same folder, flushed to disk, then renamed over ``path``; a failure leaves any
-        previous file at ``path`` as it was. ``history`` and ``train_state`` (JSON-able) ride
-        along for checkpoints."""
-        path = Path(path)
-        params = {name: np.ascontiguousarray(a, dtype=np.float32) for name, a in self.params.items()}
-        meta = {
-            "format": FORMAT,
-            "format_version": FORMAT_VERSION,
-            "options": self.options,
-            "param_names": list(params),
-            "param_sha256": _digest(params),
-            "history": history or [],
-            "train_state": train_state or {},
-        }
-        arrays = {f"param/{k}": v for k, v in params.items()}
-        arrays["codes"] = self.codes
-        arrays["meta"] = np.array(json.dumps(meta))
-        atomic_write(path, lambda f: np.savez(f, **arrays))
-        return path
+    def save(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        history: list[dict[str, Any]] | None = None,
+        train_state: dict[str, Any] | None = None,
+    ) -> Path:
+        """Write the model to a portable ``.npz`` (no pickle; :mod:`lenet_fast.checkpoint`),
+        atomically: a temporary file in the same folder, flushed to disk, then renamed over
+        ``path``; a failure leaves any previous file at ``path`` as it was. ``history`` and
+        ``train_state`` (JSON-able) ride along for checkpoints."""
+        return save_checkpoint(
+            path, self.options, self.params, self.codes, history=history, train_state=train_state
+        )
 
     @classmethod
     def load(cls, path: str | os.PathLike[str], *, backend: str = "fast") -> LeNet5:
-        """Read a model written by :meth:`save`. A file of another format version, or a
+        """Read a model written by :meth:`save`. A file of an unknown format version, or a
         damaged, truncated or foreign file, raises ValueError saying so; nothing is
         unpickled. The history and train state are in ``model.history`` and
         ``model.train_state``."""
-        path = Path(path)
-        meta, arrays = read_npz(path)
+        return cls.from_checkpoint(*read_checkpoint(path), backend=backend)
+
+    @classmethod
+    def from_checkpoint(
+        cls, meta: dict[str, Any], arrays: dict[str, Array], *, backend: str = "fast"
+    ) -> LeNet5:
+        """The model of :func:`lenet_fast.checkpoint.read_checkpoint`'s ``(meta, arrays)``."""
         opts = meta["options"]
         model = cls(
-            seed=opts["seed"], loss=opts["loss"], map_j=opts["map_j"], loss_scale=opts["loss_scale"], rbf=opts["rbf"],
-            subsample=opts["subsample"], codes=arrays["codes"], backend=backend,
+            seed=opts["seed"],
+            loss=opts["loss"],
+            map_j=opts["map_j"],
+            loss_scale=opts["loss_scale"],
+            rbf=opts["rbf"],
+            subsample=opts["subsample"],
+            codes=arrays["codes"],
+            backend=backend,
         )
-        names = list(PARAM_SHAPES) + ([RBF_PARAM] if opts["rbf"] == "trainable" else [])
-        if meta["param_names"] != names:
-            raise ValueError(f"{path}: damaged model file: parameters {meta['param_names']}, expected {names}")
-        params = {}
-        for name in names:
-            a = arrays.get(f"param/{name}")
-            want = (10, 84) if name == RBF_PARAM else PARAM_SHAPES[name]
-            if a is None or a.dtype != np.float32 or a.shape != want:
-                raise ValueError(f"{path}: damaged model file: parameter {name} is "
-                                 f"{None if a is None else (a.dtype, a.shape)}, expected float32 {want}")
-            params[name] = np.ascontiguousarray(a)
-        if _digest(params) != meta["param_sha256"]:
-            raise ValueError(f"{path}: damaged model file: the parameters do not match their "
-                             "recorded sha256 (the file was altered or corrupted)")
-        model.params = params
+        model.params = {
+            name: np.ascontiguousarray(arrays[f"param/{name}"]) for name in meta["param_names"]
+        }
         model.history = meta.get("history", [])
         model.train_state = meta.get("train_state", {})
         return model
-
-
-# ---------------------------------------------------------------------- helpers
-
-
-def _choice(name: str, value: Any, allowed: tuple[str, ...]) -> None:
-    if value not in allowed:
-        raise ValueError(f"{name}: expected one of {', '.join(map(repr, allowed))}, got {value!r}")
-
-
-def _labels(labels: npt.ArrayLike, n: int) -> npt.NDArray[np.intp]:
-    lab = np.asarray(labels)
-    if lab.shape != (n,) or not np.issubdtype(lab.dtype, np.integer):
-        raise ValueError(f"labels: expected integers of shape ({n},) to match x, got {lab.dtype} {lab.shape}")
-    if n and (lab.min() < 0 or lab.max() > 9):
-        raise ValueError(f"labels: expected digits 0..9, got values in [{lab.min()}, {lab.max()}]")
-    return lab.astype(np.intp, copy=False)
-
-
-def _digest(params: dict[str, Array]) -> str:
-    h = hashlib.sha256()
-    for name, a in params.items():
-        h.update(name.encode())
-        h.update(np.ascontiguousarray(a, dtype=np.float32).tobytes())
-    return h.hexdigest()
-
-
-def read_npz(path: Path) -> tuple[dict[str, Any], dict[str, Array]]:
-    """The metadata and arrays of a lenet_fast ``.npz``, or a ValueError that says why not."""
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: no such model file")
-    with open(path, "rb") as f:  # an unreadable path raises its own OSError here
-        try:
-            if f.read(4) != b"PK\x03\x04":
-                raise ValueError("no zip signature: not an .npz file")
-            f.seek(0)
-            with np.load(f, allow_pickle=False) as z:
-                arrays = {name: z[name] for name in z.files}
-        except MemoryError:
-            raise
-        except Exception as e:  # noqa: BLE001  any parse failure (zip, .npy header, ...) of a damaged file
-            raise ValueError(f"{path}: not a readable lenet_fast model file ({type(e).__name__}: {e}); "
-                             "it may be truncated or corrupted") from None
-    if "meta" not in arrays:
-        raise ValueError(f"{path}: not a lenet_fast model file (no metadata)")
-    try:
-        meta = json.loads(str(arrays.pop("meta")))
-    except (ValueError, TypeError) as e:
-        raise ValueError(f"{path}: damaged model file: unreadable metadata ({e})") from None
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise ValueError(f"{path}: not a lenet_fast model file (format {meta.get('format') if isinstance(meta, dict) else meta!r})")
-    if meta.get("format_version") != FORMAT_VERSION:
-        raise ValueError(f"{path}: model file format version {meta.get('format_version')!r}; this "
-                         f"lenet_fast reads version {FORMAT_VERSION} (upgrade lenet_fast or re-save the model)")
-    return meta, arrays

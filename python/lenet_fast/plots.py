@@ -47,13 +47,21 @@ def plot_curves(history: list[dict[str, Any]], path: str | Path) -> Path:
     return path
 
 
-def plot_misclassified(images: np.ndarray, labels: np.ndarray, predicted: np.ndarray,
-                       indices: np.ndarray, path: str | Path, columns: int = 12) -> Path:
+def plot_misclassified(
+    images: np.ndarray,
+    labels: np.ndarray,
+    predicted: np.ndarray,
+    indices: np.ndarray,
+    path: str | Path,
+    columns: int = 12,
+) -> Path:
     """Misclassified digits, each titled 'true->predicted'; written as PNG."""
     plt = _pyplot()
     idx = np.asarray(indices)
     rows = max(1, math.ceil(idx.size / columns))
-    fig, axes = plt.subplots(rows, columns, figsize=(columns * 0.8, rows * 0.95), dpi=120, squeeze=False)
+    fig, axes = plt.subplots(
+        rows, columns, figsize=(columns * 0.8, rows * 0.95), dpi=120, squeeze=False
+    )
     for ax in axes.ravel():
         ax.axis("off")
     for ax, i in zip(axes.ravel(), idx):

@@ -35,18 +35,18 @@ from numpy.lib.stride_tricks import sliding_window_view
 __all__ = [
     "SQUASH_A",
     "SQUASH_S",
-    "conv2d_forward",
     "conv2d_backward",
-    "sparse_conv2d_forward",
-    "sparse_conv2d_backward",
-    "subsample_forward",
-    "subsample_backward",
-    "linear_forward",
+    "conv2d_forward",
     "linear_backward",
-    "squash_forward",
-    "squash_backward",
-    "rbf_forward",
+    "linear_forward",
     "rbf_backward",
+    "rbf_forward",
+    "sparse_conv2d_backward",
+    "sparse_conv2d_forward",
+    "squash_backward",
+    "squash_forward",
+    "subsample_backward",
+    "subsample_forward",
 ]
 
 FloatArray = npt.NDArray[np.floating[Any]]
@@ -75,7 +75,9 @@ def _array(name: str, a: npt.ArrayLike, ndim: int, layout: str) -> npt.NDArray[A
     return arr
 
 
-def _expect(name: str, arr: npt.NDArray[Any], shape: tuple[int, ...], layout: str, why: str) -> None:
+def _expect(
+    name: str, arr: npt.NDArray[Any], shape: tuple[int, ...], layout: str, why: str
+) -> None:
     """Raise unless ``arr.shape == shape``; ``why`` says where the sizes come from."""
     if arr.shape != shape:
         raise ValueError(f"{name}: expected {layout} {why}, got {_fmt(arr.shape)}")
@@ -267,7 +269,9 @@ def sparse_conv2d_backward(
 # --------------------------------------------------------------------------- subsampling
 
 
-def _check_subsample(x: npt.ArrayLike, coef: npt.ArrayLike) -> tuple[npt.NDArray[Any], npt.NDArray[Any]]:
+def _check_subsample(
+    x: npt.ArrayLike, coef: npt.ArrayLike
+) -> tuple[npt.NDArray[Any], npt.NDArray[Any]]:
     x = _array("x", x, 4, "(N,C,H,W)")
     h, wd = x.shape[2:]
     if h % 2 or wd % 2:

@@ -8,8 +8,8 @@ Applied to Document Recognition", Proc. IEEE 86(11):2278-2324, 1998.
   S2 map ``c``; there are 60 connections.
 * ``RBF_CODES`` are the fixed centres of the Euclidean RBF output layer (Eq. 7,
   Fig. 3): one stylised 7x12 bitmap per digit, ``#`` = +1 and ``.`` = -1, flattened
-  row-major over the 12 rows of 7 pixels into 84 values. The transcription is the
-  one in the project's SPEC (section 2); the top bar on 0, 2, 4 and 5 may be an
+  row-major over the 12 rows of 7 pixels into 84 values. The transcription is this
+  project's reading of Fig. 3; the top bar on 0, 2, 4 and 5 may be an
   artefact of that transcription, and the codes are data that can be swapped.
 
 Both arrays are read-only. The literals they are built from (``C3_TABLE_TEXT`` and
@@ -29,9 +29,9 @@ __all__ = [
     "RBF_CODES",
     "RBF_CODES_NO_TOP_BAR",
     "RBF_CODE_TEXT",
-    "TOP_BAR_DIGITS",
-    "RBF_ROWS",
     "RBF_COLS",
+    "RBF_ROWS",
+    "TOP_BAR_DIGITS",
     "table_to_string",
 ]
 
@@ -194,7 +194,9 @@ RBF_CODE_TEXT: tuple[tuple[str, ...], ...] = (
 )
 
 
-def _parse_bool_rows(rows: tuple[str, ...], true_char: str, false_char: str) -> npt.NDArray[np.bool_]:
+def _parse_bool_rows(
+    rows: tuple[str, ...], true_char: str, false_char: str
+) -> npt.NDArray[np.bool_]:
     """Turn equal-length strings of ``true_char``/``false_char`` into a 2-D bool array."""
     if len({len(r) for r in rows}) != 1:
         raise ValueError(f"rows of unequal length: {rows!r}")
@@ -248,8 +250,8 @@ def _without_top_bar(codes: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
 
 
 #: ``RBF_CODES`` with the first row of digits 0, 2, 4 and 5 cleared. In the transcription
-#: that bar stands apart from the glyph, above an empty row: likely an artefact (SPEC
-#: section 2). Without it the codes are further apart on average (mean Hamming distance
+#: that bar stands apart from the glyph, above an empty row: likely an artefact of the
+#: transcription. Without it the codes are further apart on average (mean Hamming distance
 #: between two codes 33.0 instead of 31.1; the smallest stays 12).
 RBF_CODES_NO_TOP_BAR: npt.NDArray[np.float32] = _read_only(_without_top_bar(RBF_CODES))
 

@@ -16,16 +16,18 @@ uninterrupted run.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
 
-from .data import distort as distort_images
-from .data import preprocess
-from .model import LeNet5
+from . import _validate, network
+from .checkpoint import read_checkpoint
+from .distort import distort as distort_images
+from .layout import RBF_PARAM
+from .mnist import preprocess
 
 OPTIMIZERS = ("sdlm", "sgd")
 ORDERS = ("fixed", "reshuffle")
@@ -38,6 +40,61 @@ PAPER_ETA_AFTER = 1e-5
 # SDLM's mu per pass: 8 for passes 1-2, 0.5 for 3-5, the paper's 0.02 after (sdlm_mu).
 MU_SCHEDULE = ((2, 8.0), (5, 0.5))
 PAPER_MU = 0.02
+
+Array = npt.NDArray[Any]
+
+
+class Model(Protocol):
+    """What training needs of a model (:class:`lenet_fast.LeNet5` has it all)."""
+
+    options: dict[str, Any]
+    backend: str
+    params: dict[str, Array]
+    codes: Array
+    history: list[dict[str, Any]]
+    train_state: dict[str, Any]
+
+    @property
+    def dtype(self) -> np.dtype[Any]: ...
+
+    def predict(self, x: npt.ArrayLike, batch_size: int = ...) -> npt.NDArray[np.int64]: ...
+
+    def gradients(
+        self, x: npt.ArrayLike, labels: npt.ArrayLike
+    ) -> tuple[float, dict[str, Array], Array]: ...
+
+    def hessian_diagonal(self, x: npt.ArrayLike, labels: npt.ArrayLike) -> dict[str, Array]: ...
+
+    def save(
+        self,
+        path: str | Path,
+        *,
+        history: list[dict[str, Any]] | None = ...,
+        train_state: dict[str, Any] | None = ...,
+    ) -> Path: ...
+
+    @classmethod
+    def from_checkpoint(
+        cls, meta: dict[str, Any], arrays: dict[str, Array], *, backend: str = ...
+    ) -> Model: ...
+
+
+def sdlm_steps(hessian: Mapping[str, Array], eta: float, mu: float) -> dict[str, Array]:
+    """SDLM's step per parameter, ``eps_k = eta / (mu + h_kk)``, from the Hessian diagonal
+    (in its dtype)."""
+    return {k: (eta / (mu + h)).astype(h.dtype) for k, h in hessian.items()}
+
+
+def apply_update(
+    params: dict[str, Array],
+    step: Mapping[str, Array] | float | np.floating[Any],
+    grads: Mapping[str, Array],
+) -> None:
+    """``p -= eps * g`` in place for every parameter: ``step`` is one array per parameter
+    (SDLM's ``eps_k``) or one rate for all (SGD's)."""
+    for name in params:
+        eps = step[name] if isinstance(step, Mapping) else step
+        params[name] -= eps * grads[name]
 
 
 def paper_eta(pass_number: int) -> float:
@@ -59,13 +116,8 @@ def sdlm_mu(pass_number: int) -> float:
     84 -> 232, 90% error). After a pass or two the h_kk have grown by two to four orders
     of magnitude (medians 1e-2 to 1), and the paper's mu fits from there. So this schedule
     starts gently (in passes 1-2 every rate is at most eta / 8 = 6e-5, about the paper's
-    smallest first-pass rate, 7e-5) and reaches 0.02 with pass 6, where eta is 1e-4.
-
-    Measured (20 passes, README): test error over seeds 0-9, median 0.905% (mean 0.90%)
-    against 0.985% (1.01%) for mu = 0.4 throughout (the previous default) and 0.91%
-    (0.92%) for 0.4 / 0.1 / 0.02; trained on 50,000 digits and scored on the other 10,000
-    of the training set (seeds 0-4): mean 0.98% against 1.20% and 1.07%; with distortions
-    (seeds 0-4) median 0.72% against 0.79%.
+    smallest first-pass rate, 7e-5) and reaches 0.02 with pass 6, where eta is 1e-4. The
+    test errors it gives, against a constant mu, are in the training documentation.
     """
     for last, mu in MU_SCHEDULE:
         if pass_number <= last:
@@ -73,22 +125,27 @@ def sdlm_mu(pass_number: int) -> float:
     return PAPER_MU
 
 
-def evaluate(model: LeNet5, images: npt.ArrayLike, labels: npt.ArrayLike) -> dict[str, Any]:
+def evaluate(model: Model, images: npt.ArrayLike, labels: npt.ArrayLike) -> dict[str, Any]:
     """Error rate, confusion matrix (10,10) [true, predicted], and misclassified indices."""
     lab = np.asarray(labels).astype(np.int64)
     pred = model.predict(np.asarray(images))
     wrong = np.flatnonzero(pred != lab)
     confusion = np.zeros((10, 10), dtype=np.int64)
     np.add.at(confusion, (lab, pred), 1)
-    return {"error": wrong.size / max(1, lab.size), "errors": int(wrong.size),
-            "misclassified": wrong, "predicted": pred, "confusion": confusion}
+    return {
+        "error": wrong.size / max(1, lab.size),
+        "errors": int(wrong.size),
+        "misclassified": wrong,
+        "predicted": pred,
+        "confusion": confusion,
+    }
 
 
 Progress = Callable[[int, int, int, dict[str, float]], None]
 
 
 def train(
-    model: LeNet5,
+    model: Model,
     train_images: npt.ArrayLike,
     train_labels: npt.ArrayLike,
     test_images: npt.ArrayLike | None = None,
@@ -123,7 +180,7 @@ def train(
         with rate ``lr`` on the batch-mean loss; 0.005 by default).
     distort : train on the paper's mix: each pass, every pattern is its original with
         probability 1/10, else a fresh random affine distortion of it (60,000 originals +
-        540,000 distorted copies, sampled 60,000 per pass). See :func:`lenet_fast.data.distort`.
+        540,000 distorted copies, sampled 60,000 per pass). See :func:`lenet_fast.distort.distort`.
     seed : seeds the order, the Hessian samples and the distortions (the model's own seed
         sets the initial weights).
     out : folder for ``checkpoint_PP.npz`` after each pass and ``model.npz`` at the end.
@@ -142,50 +199,58 @@ def train(
     pass, before each update, as the paper does), test_error, loss (mean over the pass),
     images_per_s, seconds.
     """
-    if optimizer not in OPTIMIZERS:
-        raise ValueError(f"optimizer: expected one of {OPTIMIZERS}, got {optimizer!r}")
-    if order not in ORDERS:
-        raise ValueError(f"order: expected one of {ORDERS}, got {order!r}")
-    if isinstance(passes, bool) or not isinstance(passes, int) or passes < 1:
-        raise ValueError(f"passes: expected an int >= 1, got {passes!r}")
+    _validate.choice("optimizer", optimizer, OPTIMIZERS)
+    _validate.choice("order", order, ORDERS)
+    passes = _validate.int_at_least("passes", passes, 1)
     if not (batch_size >= 1 and hessian_samples >= 1 and lr > 0):
-        raise ValueError(f"batch_size and hessian_samples must be >= 1, lr > 0; got {batch_size}, "
-                         f"{hessian_samples}, {lr}")
+        raise ValueError(
+            f"batch_size and hessian_samples must be >= 1, lr > 0; got {batch_size}, "
+            f"{hessian_samples}, {lr}"
+        )
     if callable(mu):
         mus = [_checked_mu(mu, q) for q in range(1, passes + 1)] if optimizer == "sdlm" else []
     else:
         mus = [_constant_mu(mu)] * passes
     images = np.asarray(train_images)
     if images.dtype != np.uint8 or images.ndim != 3 or images.shape[1:] != (28, 28):
-        raise ValueError(f"train_images: expected uint8 (N,28,28) digits, got {images.dtype} {images.shape}")
-    labels = np.asarray(train_labels)
-    if labels.shape != (images.shape[0],) or not np.issubdtype(labels.dtype, np.integer):
-        raise ValueError(f"train_labels: expected integers of shape ({images.shape[0]},), got {labels.dtype} {labels.shape}")
-    labels = labels.astype(np.intp)
+        raise ValueError(
+            f"train_images: expected uint8 (N,28,28) digits, got {images.dtype} {images.shape}"
+        )
+    labels = _validate.labels("train_labels", train_labels, images.shape[0], match="")
     has_test = test_images is not None and test_labels is not None
     x_test = preprocess(np.asarray(test_images)) if has_test else None
 
     # The settings a resumed run must share with its checkpoint: only those the optimizer
     # uses. SDLM's mu is checked pass by pass against the history (a function of the pass
     # has no name that identifies it).
-    config: dict[str, Any] = {"optimizer": optimizer, "distort": bool(distort), "seed": int(seed),
-                              "order": order, "n_train": int(images.shape[0])}
-    config.update({"hessian_samples": int(hessian_samples)} if optimizer == "sdlm"
-                  else {"lr": float(lr), "batch_size": int(batch_size)})
+    config: dict[str, Any] = {
+        "optimizer": optimizer,
+        "distort": bool(distort),
+        "seed": int(seed),
+        "order": order,
+        "n_train": int(images.shape[0]),
+    }
+    config.update(
+        {"hessian_samples": int(hessian_samples)}
+        if optimizer == "sdlm"
+        else {"lr": float(lr), "batch_size": int(batch_size)}
+    )
     start = 0
     if resume is not None:
-        ckpt = LeNet5.load(resume, backend=model.backend)
+        ckpt = type(model).from_checkpoint(*read_checkpoint(resume), backend=model.backend)
         state = ckpt.train_state
         saved = state.get("config", {})
         mismatched = {k: (saved.get(k), v) for k, v in config.items() if saved.get(k) != v}
         for r in ckpt.history[:passes] if optimizer == "sdlm" else ():
-            was, now = r.get("mu", saved.get("mu")), mus[int(r["pass"]) - 1]
-            if was != now:  # checkpoints before the mu schedule kept one mu in the config
+            was, now = r.get("mu"), mus[int(r["pass"]) - 1]
+            if was != now:
                 mismatched[f"mu of pass {r['pass']}"] = (was, now)
                 break
         if mismatched:
-            raise ValueError(f"resume: {resume} was written with other settings "
-                             f"(checkpoint vs now: {mismatched})")
+            raise ValueError(
+                f"resume: {resume} was written with other settings "
+                f"(checkpoint vs now: {mismatched})"
+            )
         model.options, model.params, model.codes = ckpt.options, ckpt.params, ckpt.codes
         model.history = list(ckpt.history)
         start = int(state["pass"])
@@ -201,31 +266,46 @@ def train(
     for p in range(start, passes):
         rng = np.random.default_rng([seed, p])
         perm = fixed_order if order == "fixed" else rng.permutation(n)
-        x = _distorted_pass(images, rng) if distort else x_orig
+        x = _distorted_pass(images, rng) if x_orig is None else x_orig
         t0 = time.perf_counter()
         if optimizer == "sdlm":
             rate, mu_p = eta(p + 1), mus[p]
             hidx = rng.choice(n, size=min(hessian_samples, n), replace=False)
             h = model.hessian_diagonal(x[hidx], labels[hidx])
-            steps = {k: (rate / (mu_p + hk)).astype(model.dtype) for k, hk in h.items()}
-            loss, train_err = _sdlm_pass(model, x, labels, perm, steps, p, progress)
+            steps = sdlm_steps(h, rate, mu_p)
+            loss_sum, train_err = sdlm_pass(
+                model,
+                x,
+                labels,
+                perm,
+                steps,
+                fused=model.backend == "fast",
+                progress=_pass_progress(progress, p),
+            )
+            loss = loss_sum / n
         else:
             rate = lr
             loss, train_err = _sgd_pass(model, x, labels, perm, lr, batch_size, p, progress)
         seconds = time.perf_counter() - t0
         record: dict[str, Any] = {
-            "pass": p + 1, ("eta" if optimizer == "sdlm" else "lr"): rate,
+            "pass": p + 1,
+            ("eta" if optimizer == "sdlm" else "lr"): rate,
             **({"mu": mu_p} if optimizer == "sdlm" else {}),
-            "train_error": train_err / n, "loss": loss, "images_per_s": n / seconds,
+            "train_error": train_err / n,
+            "loss": loss,
+            "images_per_s": n / seconds,
             "seconds": seconds,
         }
-        if has_test:
+        if x_test is not None:
             record["test_error"] = float(np.mean(model.predict(x_test) != np.asarray(test_labels)))
         model.history.append(record)
         model.train_state = {"pass": p + 1, "config": config}
         if out_dir is not None:
-            model.save(out_dir / f"checkpoint_{p + 1:02d}.npz", history=model.history,
-                       train_state=model.train_state)
+            model.save(
+                out_dir / f"checkpoint_{p + 1:02d}.npz",
+                history=model.history,
+                train_state=model.train_state,
+            )
         if log is not None:
             log(format_record(record, passes))
     if out_dir is not None:
@@ -234,12 +314,7 @@ def train(
 
 
 def _constant_mu(mu: Any) -> float:
-    if isinstance(mu, bool) or not isinstance(mu, (int, float, np.floating, np.integer)):
-        raise TypeError(f"mu: expected a number > 0 or a function of the pass, got {type(mu).__name__}")
-    value = float(mu)
-    if not (value > 0 and np.isfinite(value)):
-        raise ValueError(f"mu: expected a finite number > 0, got {mu}")
-    return value
+    return _validate.finite_number("mu", mu, what="a number > 0 or a function of the pass")
 
 
 def _checked_mu(mu_of: Callable[[int], float], pass_number: int) -> float:
@@ -247,11 +322,15 @@ def _checked_mu(mu_of: Callable[[int], float], pass_number: int) -> float:
         value = mu_of(pass_number)
     except TypeError as e:
         raise TypeError(f"mu: calling it with the pass number ({pass_number}) failed: {e}") from e
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
-        raise TypeError(f"mu: the function returned {value!r} for pass {pass_number}, expected a number")
+    if not _validate.is_number(value):
+        raise TypeError(
+            f"mu: the function returned {value!r} for pass {pass_number}, expected a number"
+        )
     value = float(value)
     if not (value > 0 and np.isfinite(value)):
-        raise ValueError(f"mu: the function returned {value} for pass {pass_number}, expected a finite number > 0")
+        raise ValueError(
+            f"mu: the function returned {value} for pass {pass_number}, expected a finite number > 0"
+        )
     return value
 
 
@@ -261,12 +340,16 @@ def format_record(r: dict[str, Any], passes: int) -> str:
     if "mu" in r:
         rate += f"  mu {r['mu']:g}"
     test = f"test error {100 * r['test_error']:5.2f}%  " if "test_error" in r else ""
-    return (f"pass {r['pass']:2d}/{passes}  {rate}  loss {r['loss']:.4f}  "
-            f"train error {100 * r['train_error']:5.2f}%  {test}"
-            f"{r['images_per_s']:,.0f} images/s  {r['seconds']:.1f} s")
+    return (
+        f"pass {r['pass']:2d}/{passes}  {rate}  loss {r['loss']:.4f}  "
+        f"train error {100 * r['train_error']:5.2f}%  {test}"
+        f"{r['images_per_s']:,.0f} images/s  {r['seconds']:.1f} s"
+    )
 
 
-def _distorted_pass(images: npt.NDArray[np.uint8], rng: np.random.Generator) -> npt.NDArray[np.float32]:
+def _distorted_pass(
+    images: npt.NDArray[np.uint8], rng: np.random.Generator
+) -> npt.NDArray[np.float32]:
     """The pass's patterns: each original with probability 1/10, else a fresh distortion."""
     keep = rng.random(images.shape[0]) < 0.1
     out = distort_images(images, rng)
@@ -274,44 +357,107 @@ def _distorted_pass(images: npt.NDArray[np.uint8], rng: np.random.Generator) -> 
     return preprocess(out)
 
 
-def _sdlm_pass(model: LeNet5, x: np.ndarray, labels: np.ndarray, perm: np.ndarray,
-               steps: dict[str, np.ndarray], p: int, progress: Progress | None,
-               fused: bool | None = None) -> tuple[float, int]:
-    """One pattern per update: w_k -= eps_k dE/dw_k. Returns (mean loss, errors).
+PatternProgress = Callable[[int, int, dict[str, float]], None]
 
-    ``fused`` (default: with the fast backend) runs the patterns in C++
-    (:func:`lenet_fast.fused.sdlm_pass`, the same results several times faster), in chunks
-    that end where the Python loop below calls ``progress``, so it fires after the same
-    patterns with the same statistics."""
-    total_loss, errors, n = 0.0, 0, perm.size
+
+def _pass_progress(progress: Progress | None, p: int) -> PatternProgress | None:
+    if progress is None:
+        return None
+    return lambda done, total, stats: progress(p, done, total, stats)
+
+
+def sdlm_pass(
+    model: Model,
+    x: Array,
+    labels: npt.NDArray[np.integer[Any]],
+    order: npt.NDArray[np.integer[Any]],
+    steps: Mapping[str, Array],
+    *,
+    fused: bool = True,
+    progress: PatternProgress | None = None,
+) -> tuple[float, int]:
+    """Train ``model`` in place on ``x[order[0]], x[order[1]], ...``, one pattern per
+    update: ``w_k -= steps[k] * dE/dw_k`` (SDLM's ``eps_k``, see :func:`sdlm_steps`).
+
+    ``x``: preprocessed input (N,1,32,32) in the model's dtype; ``labels``: int (N,);
+    ``order``: int (P,) indices into ``x``; ``steps``: arrays named and shaped as
+    ``model.params``. ``fused`` runs the patterns in one C++ call
+    (:func:`lenet_fast.network.sdlm_pass`; needs ``backend="fast"``), else a Python loop of
+    :meth:`~lenet_fast.LeNet5.gradients` at batch 1 and :func:`apply_update`; with the fast
+    backend both give the same bits. ``progress(done, P, stats)`` (optional) is called
+    after the patterns ``0, every, 2 every, ...`` (0-based, ``every = max(1, P // 100)``)
+    with the running mean ``loss`` and ``train_error``; the fused pass runs in chunks that
+    end there.
+
+    Returns ``(sum of the P per-pattern losses, patterns misclassified before their
+    update)``.
+    """
+    if not all(hasattr(model, a) for a in ("params", "options", "backend", "codes")):
+        raise TypeError(f"model: expected a LeNet5, got {type(model).__name__}")
+    order = np.asarray(order)
+    total_loss, errors, n = 0.0, 0, order.size
     every = max(1, n // 100)
-    if fused if fused is not None else model.backend == "fast":
-        from .fused import sdlm_pass
-
+    if fused:
+        if model.backend != "fast":
+            raise ValueError(f"model: the fused pass needs backend='fast', got {model.backend!r}")
+        fixed = None if RBF_PARAM in model.params else model.codes
         start = 0
         for done in range(0, n, every) if progress is not None else ():
-            loss, err = sdlm_pass(model, x, labels, perm[start : done + 1], steps)
+            loss, err = network.sdlm_pass(
+                model.params,
+                steps,
+                x,
+                labels,
+                order[start : done + 1],
+                options=model.options,
+                centres=fixed,
+            )
             total_loss, errors, start = total_loss + loss, errors + err, done + 1
-            progress(p, done, n, {"loss": total_loss / (done + 1), "train_error": errors / (done + 1)})
+            if progress is not None:  # always, in this loop
+                progress(
+                    done, n, {"loss": total_loss / (done + 1), "train_error": errors / (done + 1)}
+                )
         if start < n:
-            loss, err = sdlm_pass(model, x, labels, perm[start:], steps)
+            loss, err = network.sdlm_pass(
+                model.params, steps, x, labels, order[start:], options=model.options, centres=fixed
+            )
             total_loss, errors = total_loss + loss, errors + err
-        return total_loss / n, errors
-    params = model.params
-    names = list(params)
-    for done, i in enumerate(perm):
-        loss, g, y = model.gradients(x[i : i + 1], labels[i : i + 1])
+        return total_loss, errors
+    if set(steps) != set(model.params):
+        raise ValueError(f"steps: expected the names {sorted(model.params)}, got {sorted(steps)}")
+    for done, (loss, err) in enumerate(_python_patterns(model, x, labels, order, steps)):
         total_loss += loss
-        errors += int(y[0].argmin() != labels[i])
-        for name in names:
-            params[name] -= steps[name] * g[name]
+        errors += err
         if progress is not None and done % every == 0:
-            progress(p, done, n, {"loss": total_loss / (done + 1), "train_error": errors / (done + 1)})
-    return total_loss / n, errors
+            progress(done, n, {"loss": total_loss / (done + 1), "train_error": errors / (done + 1)})
+    return total_loss, errors
 
 
-def _sgd_pass(model: LeNet5, x: np.ndarray, labels: np.ndarray, perm: np.ndarray, lr: float,
-              batch_size: int, p: int, progress: Progress | None) -> tuple[float, int]:
+def _python_patterns(
+    model: Model,
+    x: Array,
+    labels: npt.NDArray[np.integer[Any]],
+    order: npt.NDArray[np.integer[Any]],
+    steps: Mapping[str, Array],
+) -> Iterator[tuple[float, int]]:
+    """The per-pattern loop: update on each pattern, yield (its loss, 1 if it was wrong)."""
+    for i in order:
+        loss, g, y = model.gradients(x[i : i + 1], labels[i : i + 1])
+        wrong = int(y[0].argmin() != labels[i])
+        apply_update(model.params, steps, g)
+        yield loss, wrong
+
+
+def _sgd_pass(
+    model: Model,
+    x: np.ndarray,
+    labels: np.ndarray,
+    perm: np.ndarray,
+    lr: float,
+    batch_size: int,
+    p: int,
+    progress: Progress | None,
+) -> tuple[float, int]:
     """Mini-batch SGD on the batch-mean loss. Returns (mean loss, errors)."""
     params = model.params
     total_loss, errors, n = 0.0, 0, perm.size
@@ -322,9 +468,15 @@ def _sgd_pass(model: LeNet5, x: np.ndarray, labels: np.ndarray, perm: np.ndarray
         loss, g, y = model.gradients(x[idx], lb)
         total_loss += loss * idx.size
         errors += int(np.sum(y.argmin(axis=1) != lb))
-        for name in params:
-            params[name] -= rate * g[name]
+        apply_update(params, rate, g)
         if progress is not None:
-            progress(p, min(n, b0 + batch_size), n, {"loss": total_loss / min(n, b0 + batch_size),
-                                                      "train_error": errors / min(n, b0 + batch_size)})
+            progress(
+                p,
+                min(n, b0 + batch_size),
+                n,
+                {
+                    "loss": total_loss / min(n, b0 + batch_size),
+                    "train_error": errors / min(n, b0 + batch_size),
+                },
+            )
     return total_loss / n, errors

@@ -1,0 +1,573 @@
+"""Fuzzing every public function that takes arrays with random valid and invalid arguments.
+
+Each case starts from random *valid* arguments (small random shapes, including N = 0 and
+size-1 dimensions), then (most of the time) mutates one or two of them: another dtype,
+a Python list, None, a scalar, another number of dimensions, a zero-size or negative-stride
+view, Fortran order, a strided or broadcast (huge declared size, zero strides) view, a
+misaligned buffer, a dimension changed. The function must then either
+
+* work, and then every array it was given was a valid one and its result matches the NumPy
+  reference (the kernels) or the result of the same call on clean arguments (the model,
+  preprocess, distort); or
+* raise TypeError or ValueError whose message starts with the name of one of its arguments
+  (``"x: expected ..."``); a wrong type (not an ndarray, wrong dtype) is a TypeError naming
+  exactly the argument that has it.
+
+Anything else (another exception, a crash, a silent wrong answer, a valid call that is
+refused) fails. The case generator is seeded: the same cases on every run.
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+
+import lenet_fast
+from conftest import assert_close
+from lenet_fast import distort, kernels, mnist, reference
+from lenet_fast.model import LeNet5
+
+F32 = np.float32
+N_KERNEL_CASES = 12_000
+N_MODEL_CASES = 1_500
+
+# ----------------------------------------------------------------------------- valid args
+
+
+def _r(rng, *shape):
+    return np.asarray(2 * rng.random(shape) - 1, dtype=F32)
+
+
+def _table(rng, c, k):
+    t = rng.random((c, k)) < 0.5
+    if rng.random() < 0.8:  # most tables: every output map reads at least one input
+        for j in range(k):
+            t[rng.integers(c), j] = True
+    return t
+
+
+def valid_kernel_args(fn: str, rng: np.random.Generator) -> dict:
+    """Random valid arguments of kernel ``fn``: small, with N = 0 and size-1 dims now and then."""
+    n = int(rng.choice([0, 1, 1, 2, 3]))
+    c, k = int(rng.integers(1, 4)), int(rng.integers(1, 5))
+    h, w = int(rng.integers(1, 10)), int(rng.integers(1, 10))
+    r, s = int(rng.integers(1, h + 1)), int(rng.integers(1, w + 1))
+    ho, wo = h - r + 1, w - s + 1
+    if fn == "conv2d_forward":
+        return dict(x=_r(rng, n, c, h, w), w=_r(rng, k, c, r, s), b=_r(rng, k))
+    if fn == "conv2d_backward":
+        return dict(x=_r(rng, n, c, h, w), w=_r(rng, k, c, r, s), dy=_r(rng, n, k, ho, wo))
+    if fn.startswith("sparse_conv2d"):
+        t = _table(rng, c, k)
+        wt = _r(rng, int(t.sum()), r, s)
+        if fn.endswith("forward"):
+            return dict(x=_r(rng, n, c, h, w), w=wt, b=_r(rng, k), table=t)
+        return dict(x=_r(rng, n, c, h, w), w=wt, dy=_r(rng, n, k, ho, wo), table=t)
+    if fn.startswith("subsample"):
+        h2, w2 = 2 * int(rng.integers(1, 6)), 2 * int(rng.integers(1, 6))
+        x = _r(rng, n, c, h2, w2)
+        if fn.endswith("forward"):
+            return dict(x=x, coef=_r(rng, c), bias=_r(rng, c))
+        return dict(x=x, coef=_r(rng, c), dy=_r(rng, n, c, h2 // 2, w2 // 2))
+    i, o = int(rng.integers(1, 20)), int(rng.integers(1, 12))
+    if fn == "linear_forward":
+        return dict(x=_r(rng, n, i), w=_r(rng, o, i), b=_r(rng, o))
+    if fn == "linear_backward":
+        return dict(x=_r(rng, n, i), w=_r(rng, o, i), dy=_r(rng, n, o))
+    if fn == "rbf_forward":
+        return dict(x=_r(rng, n, i), c=_r(rng, o, i))
+    if fn == "rbf_backward":
+        return dict(x=_r(rng, n, i), c=_r(rng, o, i), dy=_r(rng, n, o))
+    shape = tuple(int(d) for d in rng.integers(0, 5, size=int(rng.integers(0, 5))))
+    if fn == "squash_forward":
+        return dict(a=_r(rng, *shape))
+    y = np.asarray(np.tanh(_r(rng, *shape)) * F32(1.7), dtype=F32)
+    return dict(y=y, dy=_r(rng, *shape))
+
+
+KERNELS = list(kernels.__all__)
+
+# ----------------------------------------------------------------------------- mutations
+
+# A wrong type: must be a TypeError naming the argument.
+TYPE_MUTATIONS = {
+    "float64": lambda a, rng: a.astype(np.float64),
+    "float16": lambda a, rng: a.astype(np.float16),
+    "int32": lambda a, rng: a.astype(np.int32),
+    "int64": lambda a, rng: a.astype(np.int64),
+    "uint8": lambda a, rng: a.astype(np.uint8),
+    "bool": lambda a, rng: a.astype(bool),
+    "object": lambda a, rng: a.astype(object),
+    "complex64": lambda a, rng: a.astype(np.complex64),
+    "big_endian": lambda a, rng: a.astype(">f4"),
+    "str": lambda a, rng: a.astype(str),
+    "list": lambda a, rng: a.tolist(),
+    "tuple": lambda a, rng: tuple(a.tolist()) if a.ndim else (a.item(),),
+    "none": lambda a, rng: None,
+    "float": lambda a, rng: 1.5,
+    "int": lambda a, rng: 3,
+    "np_scalar": lambda a, rng: F32(2.0),
+    "string": lambda a, rng: "x",
+    "dict": lambda a, rng: {"a": a},
+    "matrix_like": lambda a, rng: memoryview(np.ascontiguousarray(a)),
+}
+
+
+def _neg_stride(a, rng):
+    if a.ndim == 0:
+        return a
+    ax = int(rng.integers(a.ndim))
+    idx = [slice(None)] * a.ndim
+    idx[ax] = slice(None, None, -1)
+    return a[tuple(idx)]
+
+
+def _strided(a, rng):
+    if a.ndim == 0:
+        return a
+    return np.repeat(a, 2, axis=-1)[..., ::2]
+
+
+def _misaligned(a, rng):
+    raw = np.zeros(a.nbytes + 1, np.uint8)[1:].view(F32).reshape(a.shape)
+    raw[...] = a
+    return raw
+
+
+def _huge_broadcast(a, rng):
+    # a huge declared size with zero strides: no memory behind it
+    shape = list(a.shape) or [1]
+    shape[0] = 1 << int(rng.integers(20, 40))
+    return np.broadcast_to(np.zeros(1, F32).reshape((1,) * len(shape)), tuple(shape))
+
+
+def _change_dim(a, rng):
+    if a.ndim == 0:
+        return a.reshape(1)
+    shape = list(a.shape)
+    ax = int(rng.integers(a.ndim))
+    shape[ax] = int(rng.choice([0, 1, max(0, shape[ax] - 1), shape[ax] + 1, shape[ax] + 2, 33]))
+    return _r(rng, *shape)
+
+
+def _zero_size_view(a, rng):
+    if a.ndim == 0:
+        return a
+    ax = int(rng.integers(a.ndim))
+    idx = [slice(None)] * a.ndim
+    idx[ax] = slice(0, 0)
+    return a[tuple(idx)]
+
+
+def _readonly(a, rng):
+    b = a.copy()
+    b.flags.writeable = False
+    return b
+
+
+# Not a wrong type: may work (then it must be right) or be a ValueError naming an argument.
+SHAPE_MUTATIONS = {
+    "extra_dim": lambda a, rng: a[None],
+    "drop_dim": lambda a, rng: a[0, ...] if a.ndim and a.shape[0] else a.reshape(-1)[:0],
+    "flatten": lambda a, rng: a.reshape(-1),
+    "zero_size_view": _zero_size_view,
+    "neg_stride": _neg_stride,
+    "fortran": lambda a, rng: np.asfortranarray(a),
+    "transposed": lambda a, rng: a.T,
+    "strided": _strided,
+    "broadcast": lambda a, rng: np.broadcast_to(a, (2,) + a.shape),
+    "huge_broadcast": _huge_broadcast,
+    "misaligned": _misaligned,
+    "change_dim": _change_dim,
+    "readonly": _readonly,
+    "zero_d": lambda a, rng: np.zeros((), F32),
+}
+
+ALL_MUTATIONS = {**TYPE_MUTATIONS, **SHAPE_MUTATIONS}
+TYPE_NAMES = sorted(TYPE_MUTATIONS)
+SHAPE_NAMES = sorted(SHAPE_MUTATIONS)
+
+
+def _is_clean_f32(a) -> bool:
+    return (
+        isinstance(a, np.ndarray)
+        and a.dtype == np.dtype(F32)
+        and a.dtype.isnative
+        and a.flags.c_contiguous
+        and a.flags.aligned
+    )
+
+
+def _names_an_argument(msg: str, names) -> bool:
+    return any(msg.startswith(f"{n}:") for n in names)
+
+
+# ----------------------------------------------------------------------------- kernels
+
+
+def _mutate_table(t, rng):
+    """Tables are read by value: a Fortran or reversed view of a bool table is fine."""
+    kind = rng.choice(["int", "list", "none", "fortran", "transposed", "extra_dim", "float32"])
+    return kind, {
+        "int": lambda: t.astype(np.int64),
+        "list": lambda: t.tolist(),
+        "none": lambda: None,
+        "fortran": lambda: np.asfortranarray(t),
+        "transposed": lambda: t.T,
+        "extra_dim": lambda: t[None],
+        "float32": lambda: t.astype(F32),
+    }[kind]()
+
+
+def check_kernel_case(fn: str, kw: dict, mutated: dict) -> str:
+    """Run one case; return its outcome ('ok', 'type', 'value') or fail the test."""
+    names = list(kw)
+    where = f"{fn} mutated {mutated} shapes " + str(
+        {k: getattr(v, "shape", type(v).__name__) for k, v in kw.items()}
+    )
+    try:
+        got = getattr(kernels, fn)(**kw)
+    except TypeError as e:
+        msg = str(e)
+        assert _names_an_argument(msg, names), f"{where}: TypeError not naming an argument: {msg!r}"
+        typed = [
+            a
+            for a, m in mutated.items()
+            if m in TYPE_MUTATIONS or (a == "table" and m in ("int", "list", "none", "float32"))
+        ]
+        assert typed, f"{where}: TypeError without a wrong type: {msg!r}"
+        assert any(msg.startswith(f"{a}:") for a in typed), (
+            f"{where}: TypeError names another argument: {msg!r}"
+        )
+        return "type"
+    except ValueError as e:
+        msg = str(e)
+        assert _names_an_argument(msg, names), (
+            f"{where}: ValueError not naming an argument: {msg!r}"
+        )
+        typed = [a for a, m in mutated.items() if m in TYPE_MUTATIONS]
+        # with only wrong types (no shape or layout change elsewhere) it must be a TypeError
+        assert not typed or len(typed) < len(mutated), (
+            f"{where}: a wrong type must be a TypeError, got ValueError {msg!r}"
+        )
+        # a refused call must be invalid: a broken layout, or the reference refuses it too,
+        # or a documented limit (C, H, W, K >= 1)
+        clean = all(_is_clean_f32(v) for k, v in kw.items() if k != "table")
+        if clean:
+            try:
+                getattr(reference, fn)(**kw)
+            except (ValueError, TypeError):
+                return "value"
+            assert re.search(r">= 1", msg), f"{where}: valid call refused: {msg!r}"
+        return "value"
+    # it worked: every array was valid, and the result is right
+    for k, v in kw.items():
+        if k == "table":
+            assert isinstance(v, np.ndarray) and v.dtype == bool, f"{where}: accepted table {v!r}"
+        else:
+            assert _is_clean_f32(v), (
+                f"{where}: accepted an invalid {k}: {type(v).__name__} "
+                f"{getattr(v, 'dtype', '')} {getattr(v, 'flags', '')}"
+            )
+    want = getattr(reference, fn)(**kw)
+    got_l = list(got) if isinstance(got, tuple) else [got]
+    want_l = list(want) if isinstance(want, tuple) else [want]
+    assert len(got_l) == len(want_l)
+    for i, (g, w) in enumerate(zip(got_l, want_l)):
+        assert isinstance(g, np.ndarray) and g.flags.c_contiguous and g.flags.writeable, where
+        for a in kw.values():  # new arrays, never views of the inputs
+            if isinstance(a, np.ndarray):
+                assert not np.shares_memory(g, a), (
+                    f"{where}: output {i} shares memory with an input"
+                )
+        assert_close(fn, g, w, f"{where} output {i}")
+    return "ok"
+
+
+def kernel_cases(seed: int, count: int):
+    rng = np.random.default_rng(seed)
+    for _ in range(count):
+        fn = KERNELS[int(rng.integers(len(KERNELS)))]
+        kw = valid_kernel_args(fn, rng)
+        mutated = {}
+        u = rng.random()
+        n_mut = 0 if u < 0.15 else (1 if u < 0.85 else 2)
+        arrays = [k for k in kw]
+        for arg in rng.choice(arrays, size=min(n_mut, len(arrays)), replace=False):
+            arg = str(arg)
+            if arg == "table":
+                mutated[arg], kw[arg] = _mutate_table(kw[arg], rng)
+                continue
+            pool = TYPE_NAMES if rng.random() < 0.45 else SHAPE_NAMES
+            m = str(pool[int(rng.integers(len(pool)))])
+            kw[arg] = ALL_MUTATIONS[m](kw[arg], rng)
+            mutated[arg] = m
+        yield fn, kw, mutated
+
+
+def test_fuzz_kernels(isa):
+    outcomes = {"ok": 0, "type": 0, "value": 0}
+    for fn, kw, mutated in kernel_cases(seed=20261128, count=N_KERNEL_CASES // 2):
+        outcomes[check_kernel_case(fn, kw, mutated)] += 1
+    # every outcome is exercised in quantity
+    assert min(outcomes.values()) > N_KERNEL_CASES // 40, outcomes
+
+
+def test_fuzz_kernels_total_count():
+    """The two ISA runs above are >= 10,000 cases on a machine with AVX2; on a scalar-only
+    machine this run adds the other half."""
+    if len(lenet_fast.available_isas()) > 1:
+        assert len(lenet_fast.available_isas()) * (N_KERNEL_CASES // 2) >= 10_000
+        return
+    outcomes = {"ok": 0, "type": 0, "value": 0}
+    for fn, kw, mutated in kernel_cases(seed=7, count=N_KERNEL_CASES // 2):
+        outcomes[check_kernel_case(fn, kw, mutated)] += 1
+
+
+def test_valid_random_arguments_always_work(isa):
+    """Unmutated random shapes (N = 0, size-1 dims, kernels as large as the input): every
+    call works and matches the reference."""
+    rng = np.random.default_rng(99)
+    for _ in range(600):
+        fn = KERNELS[int(rng.integers(len(KERNELS)))]
+        kw = valid_kernel_args(fn, rng)
+        if fn.startswith("sparse") and not kw["table"].any(axis=0).all():
+            pass  # an output map without inputs is valid too
+        assert check_kernel_case(fn, kw, {}) == "ok", (fn, {k: v.shape for k, v in kw.items()})
+
+
+# ----------------------------------------------------------------------------- model, data
+
+_MODEL = LeNet5(seed=3)
+# The model's errors about uint8 digits come from mnist.preprocess and name its argument,
+# "images", not the model's "x" (test_model_errors_name_x below); both count here.
+X_NAMES = ["x", "images"]
+
+
+def _digits(rng, n):
+    return rng.integers(0, 256, size=(n, 28, 28), dtype=np.uint8)
+
+
+def _model_input(rng):
+    n = int(rng.choice([0, 1, 2, 3]))
+    if rng.random() < 0.5:
+        return _digits(rng, n)
+    return mnist.preprocess(_digits(rng, n))
+
+
+def _mutate_model_x(x, rng):
+    pool = TYPE_NAMES + SHAPE_NAMES + ["single_digit", "float64_input", "int_digits"]
+    m = pool[int(rng.integers(len(pool)))]
+    if m == "single_digit":
+        return m, (x[0] if x.dtype == np.uint8 and x.shape[0] else x)
+    if m == "float64_input":
+        return m, x.astype(np.float64)
+    if m == "int_digits":
+        return m, x.astype(np.int64)
+    if m in ("misaligned",) and x.dtype != F32:
+        return "none_", x
+    if m == "huge_broadcast":  # >= 2^30 images: no allocation of its copy can succeed
+        return m, np.broadcast_to(
+            x.reshape(-1)[:1].reshape((1,) * x.ndim)
+            if x.size
+            else np.zeros((1,) * x.ndim, x.dtype),
+            (1 << int(rng.integers(30, 40)),) + x.shape[1:],
+        )
+    return m, ALL_MUTATIONS[m](x, rng)
+
+
+def _valid_model_x(x):
+    """True (must work), False (must be refused) or None (either: a misaligned float32
+    buffer, which prepare() does not realign)."""
+    if not isinstance(x, np.ndarray):
+        return False
+    if x.dtype == np.uint8:
+        return x.ndim in (2, 3) and x.shape[-2:] == (28, 28)
+    ok = (
+        x.dtype == np.dtype(F32) and x.dtype.isnative and x.ndim == 4 and x.shape[1:] == (1, 32, 32)
+    )
+    return None if ok and not x.flags.aligned else ok
+
+
+def _clean_model_x(x):
+    return np.ascontiguousarray(x)
+
+
+def check_call(what, call, clean_call, valid, names, typed: bool, huge: bool = False):
+    try:
+        got = call()
+    except MemoryError:
+        # a view declaring 2^30+ images (zero strides): the model copies its input
+        assert huge, f"{what}: MemoryError"
+        return "value"
+    except TypeError as e:
+        assert _names_an_argument(str(e), names), f"{what}: TypeError not naming an argument: {e}"
+        assert valid is not True, f"{what}: a valid call raised {e!r}"
+        return "type"
+    except ValueError as e:
+        assert _names_an_argument(str(e), names), f"{what}: ValueError not naming an argument: {e}"
+        assert not typed, f"{what}: a wrong type must be a TypeError: {e}"
+        assert valid is not True, f"{what}: a valid call raised {e!r}"
+        return "value"
+    assert valid is not False, f"{what}: an invalid call worked"
+    want = clean_call()
+    got_l = got if isinstance(got, tuple) else (got,)
+    want_l = want if isinstance(want, tuple) else (want,)
+    for g, w in zip(got_l, want_l):
+        if isinstance(g, dict):
+            for k in w:
+                np.testing.assert_array_equal(g[k], w[k], err_msg=f"{what}: {k}")
+        else:
+            np.testing.assert_array_equal(np.asarray(g), np.asarray(w), err_msg=what)
+    return "ok"
+
+
+def model_cases(seed, count):
+    rng = np.random.default_rng(seed)
+    for _ in range(count):
+        target = ["forward", "predict", "gradients", "preprocess", "distort"][int(rng.integers(5))]
+        if target in ("preprocess", "distort"):
+            x = _digits(rng, int(rng.choice([0, 1, 3])))
+            if rng.random() < 0.3:
+                x = x[0] if x.shape[0] else x
+        else:
+            x = _model_input(rng)
+            if x.size == 0 and rng.random() < 0.5:
+                x = _model_input(rng)
+        labels = rng.integers(0, 10, size=x.shape[0] if x.ndim == 4 or x.ndim == 3 else 1)
+        m = "none_"
+        lm = "none_"
+        u = rng.random()
+        if u < 0.8:
+            m, x = _mutate_model_x(x, rng)
+        if target == "gradients" and (u >= 0.8 or rng.random() < 0.3):
+            lm = ["float", "neg", "ten", "list", "extra_dim", "short", "none", "bool", "2d"][
+                int(rng.integers(9))
+            ]
+            labels = {
+                "float": lambda: labels.astype(np.float64),
+                "neg": lambda: labels - 5,
+                "ten": lambda: labels + 5,
+                "list": lambda: labels.tolist(),
+                "extra_dim": lambda: labels[None],
+                "short": lambda: labels[:-1] if labels.size else labels[:0],
+                "none": lambda: None,
+                "bool": lambda: labels.astype(bool),
+                "2d": lambda: labels.reshape(-1, 1),
+            }[lm]()
+        yield target, x, labels, m, lm
+
+
+def _labels_ok(lab, n) -> bool:
+    a = np.asarray(lab) if lab is not None else None
+    if a is None or a.shape != (n,) or not np.issubdtype(a.dtype, np.integer):
+        return False
+    return n == 0 or (a.min() >= 0 and a.max() <= 9)
+
+
+def test_fuzz_model_and_data():
+    model = _MODEL
+    outcomes = {"ok": 0, "type": 0, "value": 0}
+    for i, (target, x, labels, m, lm) in enumerate(model_cases(seed=5, count=N_MODEL_CASES)):
+        what = (
+            f"case {i}: {target} x={m} {getattr(x, 'dtype', type(x).__name__)} "
+            f"{getattr(x, 'shape', '')} labels={lm}"
+        )
+        typed = not (
+            isinstance(x, np.ndarray) and (x.dtype == np.uint8 or x.dtype == np.dtype(F32))
+        )
+        if target in ("preprocess", "distort"):
+            # data functions take anything np.asarray makes uint8 digits of (e.g. a memoryview)
+            try:
+                xa = np.asarray(x)
+            except Exception:
+                xa = None
+            valid = (
+                xa is not None
+                and xa.dtype == np.uint8
+                and xa.ndim in (2, 3)
+                and xa.shape[-2:] == (28, 28)
+            )
+            typed = xa is None or xa.dtype != np.uint8
+            fn = (
+                mnist.preprocess
+                if target == "preprocess"
+                else (lambda a: distort.distort(a, np.random.default_rng(1)))
+            )
+            out = check_call(
+                what,
+                lambda: fn(x),
+                lambda: fn(np.ascontiguousarray(xa)) if valid else None,
+                valid,
+                ["images"],
+                typed,
+                huge=m == "huge_broadcast",
+            )
+        elif target == "forward":
+            valid = _valid_model_x(x)
+            out = check_call(
+                what,
+                lambda: model.forward(x),
+                lambda: model.forward(_clean_model_x(x)),
+                valid,
+                X_NAMES,
+                typed,
+                huge=m == "huge_broadcast",
+            )
+        elif target == "predict":
+            valid = _valid_model_x(x)
+            out = check_call(
+                what,
+                lambda: model.predict(x, batch_size=2),
+                lambda: model.predict(_clean_model_x(x)),
+                valid,
+                X_NAMES,
+                typed,
+                huge=m == "huge_broadcast",
+            )
+        else:
+            valid_x = _valid_model_x(x)
+            n = (1 if x.ndim == 2 else x.shape[0]) if valid_x else -1
+            valid = valid_x and _labels_ok(labels, n)
+            if valid and n == 0:
+                continue  # an empty batch: test_gradients_of_an_empty_batch
+            out = check_call(
+                what,
+                lambda: model.gradients(x, labels),
+                lambda: model.gradients(_clean_model_x(x), np.asarray(labels)),
+                valid,
+                X_NAMES + ["labels"],
+                typed and lm == "none_",
+                huge=m == "huge_broadcast",
+            )
+            if out == "ok" and np.asarray(labels).size:
+                pass
+        outcomes[out] += 1
+    assert min(outcomes.values()) > 100, outcomes
+
+
+@pytest.mark.parametrize("batch_size", [0, -1, 1.5, None])
+def test_predict_rejects_a_bad_batch_size(batch_size):
+    """batch_size must be an int >= 1; -1 used to return np.empty garbage without a word."""
+    x = np.zeros((3, 28, 28), np.uint8)
+    with pytest.raises((TypeError, ValueError), match=r"^batch_size:"):
+        _MODEL.predict(x, batch_size=batch_size)
+
+
+def test_model_errors_name_x():
+    with pytest.raises(ValueError, match=r"^x:"):
+        _MODEL.forward(np.zeros((2, 28, 27), np.uint8))
+
+
+def test_gradients_of_an_empty_batch():
+    """N = 0 either works (loss 0, zero gradients) or is a ValueError naming x; never NaN."""
+    x = np.zeros((0, 28, 28), np.uint8)
+    try:
+        loss, grads, y = _MODEL.gradients(x, np.zeros(0, np.int64))
+    except ValueError as e:
+        assert str(e).startswith("x:")
+        return
+    assert loss == 0.0 and y.shape == (0, 10)
+    assert all(not g.any() for g in grads.values())
