@@ -40,18 +40,34 @@ def _parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         description="Validate, then time, the lenet_fast kernels and the LeNet-5 forward pass."
     )
-    p.add_argument("--quick", action="store_true",
-                   help="CI smoke run: 3 short runs per measurement (still validates everything)")
-    p.add_argument("--json", metavar="PATH",
-                   help=f"write the results as JSON to PATH (default {default_json('kernels')})")
-    p.add_argument("--threads", type=int, default=1,
-                   help="threads per kernel call (lenet_fast.set_num_threads); default 1")
-    p.add_argument("--isa", default="all",
-                   help="'all' (every ISA in available_isas()), or one of them, e.g. scalar, avx2")
-    p.add_argument("--repeats", type=int, default=None,
-                   help="timed runs per measurement; the median is reported (default 7, 3 with --quick)")
-    p.add_argument("--batches", default="1,256",
-                   help="comma-separated batch sizes (default 1,256)")
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="CI smoke run: 3 short runs per measurement (still validates everything)",
+    )
+    p.add_argument(
+        "--json",
+        metavar="PATH",
+        help=f"write the results as JSON to PATH (default {default_json('kernels')})",
+    )
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="threads per kernel call (lenet_fast.set_num_threads); default 1",
+    )
+    p.add_argument(
+        "--isa",
+        default="all",
+        help="'all' (every ISA in available_isas()), or one of them, e.g. scalar, avx2",
+    )
+    p.add_argument(
+        "--repeats",
+        type=int,
+        default=None,
+        help="timed runs per measurement; the median is reported (default 7, 3 with --quick)",
+    )
+    p.add_argument("--batches", default="1,256", help="comma-separated batch sizes (default 1,256)")
     p.add_argument("--seed", type=int, default=1998, help="seed of the random inputs and weights")
     args = p.parse_args(argv)
     if args.threads < 1:
@@ -80,9 +96,9 @@ ARGS = _parse_args() if __name__ == "__main__" else None
 if ARGS is not None:
     cap_blas_env(ARGS.threads)
 
-import lenet_fast  # noqa: E402
 import numpy as np  # noqa: E402
-from harness.compat import MACS_PER_IMAGE, PARAM_SHAPES, RBF_PARAM  # noqa: E402
+
+import lenet_fast  # noqa: E402
 from harness.facts import header_lines as facts_lines  # noqa: E402
 from harness.facts import machine_facts  # noqa: E402
 from harness.tables import kernel_table, pass_table  # noqa: E402
@@ -90,6 +106,7 @@ from harness.timing import measure  # noqa: E402
 from harness.validation import ATOL_REL, RTOL, ValidationError, check_close  # noqa: E402
 from lenet_fast import kernels as K  # noqa: E402
 from lenet_fast import reference as R  # noqa: E402
+from lenet_fast.layout import MACS_PER_IMAGE, PARAM_SHAPES, RBF_PARAM  # noqa: E402
 from lenet_fast.tables import C3_TABLE, RBF_CODES  # noqa: E402
 
 # Timing parameters: (min seconds per timed run, seconds of warm-up).
@@ -197,44 +214,94 @@ def make_cases(n: int, p: dict[str, np.ndarray], rng: np.random.Generator) -> li
     # C1: conv x(N,1,32,32) w(6,1,5,5)
     macs = n * 6 * 28 * 28 * 1 * 5 * 5
     x = act(n, 1, 32, 32)
-    cases.append(Case("conv2d", "C1", (x, p["c1.w"], p["c1.b"]),
-                      (x, p["c1.w"], act(n, 6, 28, 28)), 2 * macs, 4 * macs))
+    cases.append(
+        Case(
+            "conv2d",
+            "C1",
+            (x, p["c1.w"], p["c1.b"]),
+            (x, p["c1.w"], act(n, 6, 28, 28)),
+            2 * macs,
+            4 * macs,
+        )
+    )
     # S2: subsample x(N,6,28,28)
     x = act(n, 6, 28, 28)
     big, small = n * 6 * 28 * 28, n * 6 * 14 * 14
-    cases.append(Case("subsample", "S2", (x, p["s2.coef"], p["s2.bias"]),
-                      (x, p["s2.coef"], act(n, 6, 14, 14)), big + small, big + 4 * small))
+    cases.append(
+        Case(
+            "subsample",
+            "S2",
+            (x, p["s2.coef"], p["s2.bias"]),
+            (x, p["s2.coef"], act(n, 6, 14, 14)),
+            big + small,
+            big + 4 * small,
+        )
+    )
     # C3: sparse conv x(N,6,14,14) w(60,5,5) with Table I
     macs = n * 60 * 10 * 10 * 5 * 5
     x = act(n, 6, 14, 14)
     t = TABLE
-    cases.append(Case("sparse_conv2d", "C3", (x, p["c3.w"], p["c3.b"], t),
-                      (x, p["c3.w"], act(n, 16, 10, 10), t), 2 * macs, 4 * macs))
+    cases.append(
+        Case(
+            "sparse_conv2d",
+            "C3",
+            (x, p["c3.w"], p["c3.b"], t),
+            (x, p["c3.w"], act(n, 16, 10, 10), t),
+            2 * macs,
+            4 * macs,
+        )
+    )
     # S4: subsample x(N,16,10,10)
     x = act(n, 16, 10, 10)
     big, small = n * 16 * 10 * 10, n * 16 * 5 * 5
-    cases.append(Case("subsample", "S4", (x, p["s4.coef"], p["s4.bias"]),
-                      (x, p["s4.coef"], act(n, 16, 5, 5)), big + small, big + 4 * small))
+    cases.append(
+        Case(
+            "subsample",
+            "S4",
+            (x, p["s4.coef"], p["s4.bias"]),
+            (x, p["s4.coef"], act(n, 16, 5, 5)),
+            big + small,
+            big + 4 * small,
+        )
+    )
     # C5: conv x(N,16,5,5) w(120,16,5,5)
     macs = n * 120 * 1 * 1 * 16 * 5 * 5
     x = act(n, 16, 5, 5)
-    cases.append(Case("conv2d", "C5", (x, p["c5.w"], p["c5.b"]),
-                      (x, p["c5.w"], act(n, 120, 1, 1)), 2 * macs, 4 * macs))
+    cases.append(
+        Case(
+            "conv2d",
+            "C5",
+            (x, p["c5.w"], p["c5.b"]),
+            (x, p["c5.w"], act(n, 120, 1, 1)),
+            2 * macs,
+            4 * macs,
+        )
+    )
     # F6: linear x(N,120) w(84,120)
     macs = n * 84 * 120
     x = act(n, 120)
-    cases.append(Case("linear", "F6", (x, p["f6.w"], p["f6.b"]),
-                      (x, p["f6.w"], act(n, 84)), 2 * macs, 4 * macs))
+    cases.append(
+        Case(
+            "linear",
+            "F6",
+            (x, p["f6.w"], p["f6.b"]),
+            (x, p["f6.w"], act(n, 84)),
+            2 * macs,
+            4 * macs,
+        )
+    )
     # squash on the C1 output size (N,6,28,28); backward takes y = f(a), so |y| < 1.7159
     a = rng.standard_normal((n, 6, 28, 28)).astype(np.float32)
     y = R.squash_forward(a)
-    cases.append(Case("squash", "C1 out", (a,), (y, act(n, 6, 28, 28)), None, None,
-                      elems=n * 6 * 28 * 28))
+    cases.append(
+        Case("squash", "C1 out", (a,), (y, act(n, 6, 28, 28)), None, None, elems=n * 6 * 28 * 28)
+    )
     # RBF: x(N,84), centres RBF_CODES (10,84): per (n,i,j) one subtract + one multiply-add
     x = _uniform(rng, (n, 84), 1.7159)
     nmj = n * 10 * 84
-    cases.append(Case("rbf", "OUTPUT", (x, p[RBF_PARAM]), (x, p[RBF_PARAM], act(n, 10)),
-                      3 * nmj, 6 * nmj))
+    cases.append(
+        Case("rbf", "OUTPUT", (x, p[RBF_PARAM]), (x, p[RBF_PARAM], act(n, 10)), 3 * nmj, 6 * nmj)
+    )
     return cases
 
 
@@ -256,8 +323,14 @@ def header(facts: dict, args: argparse.Namespace, timing: tuple[float, float]) -
         *facts_lines(facts),
         f"- ISA benchmarked: {', '.join(facts['isas_benchmarked'])}; threads: "
         f"{facts['threads']} per kernel call; NumPy BLAS for the reference: "
-        + (", ".join(f"{k}={v}" for k, v in facts["thread_environment"].items()
-                     if v is not None and k.endswith("NUM_THREADS")) or "library default"),
+        + (
+            ", ".join(
+                f"{k}={v}"
+                for k, v in facts["thread_environment"].items()
+                if v is not None and k.endswith("NUM_THREADS")
+            )
+            or "library default"
+        ),
         f"- method: every kernel validated against lenet_fast.reference (float64) first "
         f"(rtol {RTOL:g}, atol {ATOL_REL:g} x max(1, max|ref|)); then warm-up and "
         f"{args.repeats} timed runs of >= {timing[0] * 1e3:g} ms each (time.perf_counter); "
@@ -276,29 +349,38 @@ def run(args: argparse.Namespace) -> int:
     elif args.isa in available:
         isas = [args.isa]
     else:
-        print(f"error: --isa {args.isa!r}: not available here (available: {available})",
-              file=sys.stderr)
+        print(
+            f"error: --isa {args.isa!r}: not available here (available: {available})",
+            file=sys.stderr,
+        )
         return 2
     timing = QUICK_TIMING if args.quick else FULL_TIMING
     original_isa = lenet_fast.get_isa()
     lenet_fast.set_num_threads(args.threads)
     if lenet_fast.get_num_threads() != args.threads:
-        print(f"error: set_num_threads({args.threads}) left get_num_threads() = "
-              f"{lenet_fast.get_num_threads()}", file=sys.stderr)
+        print(
+            f"error: set_num_threads({args.threads}) left get_num_threads() = "
+            f"{lenet_fast.get_num_threads()}",
+            file=sys.stderr,
+        )
         return 2
     facts = machine_facts(threads=args.threads)
     facts["isas_benchmarked"] = isas
 
     rng = np.random.default_rng(args.seed)
     params = make_params(rng)
-    params64 = {k: (v.astype(np.float64) if v.dtype == np.float32 else v) for k, v in params.items()}
+    params64 = {
+        k: (v.astype(np.float64) if v.dtype == np.float32 else v) for k, v in params.items()
+    }
     cases = {n: make_cases(n, params, rng) for n in args.batches}
     images = {n: _uniform(rng, (n, 1, 32, 32), 1.0) for n in args.batches}
 
     # Reference results, computed once per batch on float64 copies, shared by every ISA.
     ref_kernels = {
-        n: [{d: _as_tuple(c.fn(R, d)(*_to64(c.args(d)))) for d in ("forward", "backward")}
-            for c in cases[n]]
+        n: [
+            {d: _as_tuple(c.fn(R, d)(*_to64(c.args(d)))) for d in ("forward", "backward")}
+            for c in cases[n]
+        ]
         for n in args.batches
     }
     ref_pass = {n: lenet_forward(R, params64, images[n].astype(np.float64)) for n in args.batches}
@@ -322,14 +404,22 @@ def run(args: argparse.Namespace) -> int:
                         # 2. time
                         m = measure(lambda fn=fn, a=a: fn(*a), args.repeats, *timing)
                         flops = case.flops[d]
-                        kernel_rows.append({
-                            "kernel": case.kernel, "layer": case.layer, "direction": d,
-                            "batch": n, "isa": isa, **m,
-                            "flops_per_call": flops,
-                            "gflops": None if flops is None else flops / m["median_s"] / 1e9,
-                            "elems_per_call": case.elems,
-                            "gelems": None if case.elems is None else case.elems / m["median_s"] / 1e9,
-                        })
+                        kernel_rows.append(
+                            {
+                                "kernel": case.kernel,
+                                "layer": case.layer,
+                                "direction": d,
+                                "batch": n,
+                                "isa": isa,
+                                **m,
+                                "flops_per_call": flops,
+                                "gflops": None if flops is None else flops / m["median_s"] / 1e9,
+                                "elems_per_call": case.elems,
+                                "gelems": None
+                                if case.elems is None
+                                else case.elems / m["median_s"] / 1e9,
+                            }
+                        )
                 # whole forward pass
                 what = f"lenet_forward (batch {n}, isa {isa})"
                 worst = check_close(what, (lenet_forward(K, params, images[n]),), (ref_pass[n],))
@@ -339,10 +429,13 @@ def run(args: argparse.Namespace) -> int:
         # the NumPy reference, on the same float32 inputs a user would pass
         for n in args.batches:
             got = lenet_forward(R, params, images[n])
-            check_close(f"lenet_forward (reference on float32 inputs, batch {n})", (got,),
-                        (ref_pass[n],))
+            check_close(
+                f"lenet_forward (reference on float32 inputs, batch {n})", (got,), (ref_pass[n],)
+            )
             m = measure(lambda n=n: lenet_forward(R, params, images[n]), args.repeats, *timing)
-            pass_rows.append({"implementation": "reference (NumPy)", "isa": "numpy", "batch": n, **m})
+            pass_rows.append(
+                {"implementation": "reference (NumPy)", "isa": "numpy", "batch": n, **m}
+            )
     except ValidationError as e:
         print(f"\nVALIDATION FAILED, nothing is reported: {e}", file=sys.stderr)
         return 1
@@ -356,8 +449,9 @@ def run(args: argparse.Namespace) -> int:
         r["images_per_s_min"] = r["batch"] / r["max_s"]
         r["images_per_s_max"] = r["batch"] / r["min_s"]
         r["gflops"] = flops_img * r["images_per_s"] / 1e9
-        r["ratio_vs_reference"] = (None if r["isa"] == "numpy"
-                                   else r["images_per_s"] / ref_ips[r["batch"]])
+        r["ratio_vs_reference"] = (
+            None if r["isa"] == "numpy" else r["images_per_s"] / ref_ips[r["batch"]]
+        )
 
     worst = max(validation, key=lambda v: v["worst_err_over_tol"])
     elapsed = time.perf_counter() - t_start
@@ -365,10 +459,17 @@ def run(args: argparse.Namespace) -> int:
         "schema": SCHEMA,
         "script": "bench/bench_kernels.py",
         "facts": facts,
-        "settings": {"quick": args.quick, "repeats": args.repeats, "threads": args.threads,
-                     "batches": args.batches, "seed": args.seed,
-                     "min_run_s": timing[0], "warmup_s": timing[1],
-                     "rtol": RTOL, "atol_rel": ATOL_REL},
+        "settings": {
+            "quick": args.quick,
+            "repeats": args.repeats,
+            "threads": args.threads,
+            "batches": args.batches,
+            "seed": args.seed,
+            "min_run_s": timing[0],
+            "warmup_s": timing[1],
+            "rtol": RTOL,
+            "atol_rel": ATOL_REL,
+        },
         "validation": validation,
         "kernels": kernel_rows,
         "forward_pass": pass_rows,

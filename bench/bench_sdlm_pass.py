@@ -20,15 +20,16 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import Callable
+
+import numpy as np
 
 import lenet_fast
-import numpy as np
-from harness.compat import sdlm_pass, sdlm_steps
 from harness.facts import header_lines, machine_facts
 from harness.output import SCHEMA, default_json, rate, write_json
 from harness.timing import measure_once_each
 from lenet_fast import LeNet5, load_mnist, preprocess
-from lenet_fast.train import paper_eta, sdlm_mu
+from lenet_fast.train import paper_eta, sdlm_mu, sdlm_pass, sdlm_steps
 
 KINDS = {"loop": False, "fused": True}
 
@@ -41,8 +42,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--isa", default="avx2" if "avx2" in lenet_fast.available_isas() else "scalar")
     p.add_argument("--threads", type=int, default=1, help="lenet_fast.set_num_threads")
     p.add_argument("--loss", default="mse", choices=("mse", "map"))
-    p.add_argument("--json", metavar="PATH", default=default_json("sdlm_pass"),
-                   help="where the results go (default %(default)s)")
+    p.add_argument(
+        "--json",
+        metavar="PATH",
+        default=default_json("sdlm_pass"),
+        help="where the results go (default %(default)s)",
+    )
     args = p.parse_args(argv)
     lenet_fast.set_isa(args.isa)
     lenet_fast.set_num_threads(args.threads)
@@ -60,11 +65,16 @@ def main(argv: list[str] | None = None) -> int:
     la, ea = sdlm_pass(a, x, lab, order[: args.check], steps, fused=False)
     lb, eb = sdlm_pass(b, x, lab, order[: args.check], steps, fused=True)
     bitwise = all(np.array_equal(a.params[k], b.params[k]) for k in a.params)
-    ok = ea == eb and np.isclose(la, lb, rtol=1e-9) and all(
-        np.allclose(a.params[k], b.params[k], rtol=1e-5, atol=1e-7) for k in a.params)
+    ok = (
+        ea == eb
+        and np.isclose(la, lb, rtol=1e-9)
+        and all(np.allclose(a.params[k], b.params[k], rtol=1e-5, atol=1e-7) for k in a.params)
+    )
     verdict = "bitwise equal" if bitwise else "close" if ok else "DIFFERENT"
-    print(f"validation on {args.check} patterns: errors {ea} vs {eb}, loss sum {la:.6g} vs "
-          f"{lb:.6g}, parameters {verdict}")
+    print(
+        f"validation on {args.check} patterns: errors {ea} vs {eb}, loss sum {la:.6g} vs "
+        f"{lb:.6g}, parameters {verdict}"
+    )
     if not ok:
         print("the fused pass disagrees with the Python loop: not timing it", file=sys.stderr)
         return 1
@@ -73,29 +83,47 @@ def main(argv: list[str] | None = None) -> int:
     facts = machine_facts(threads=args.threads)
     copies = {k: [model.copy() for _ in range(args.repeats)] for k in KINDS}
 
-    def one(kind: str) -> object:
+    def one(kind: str) -> Callable[[], object]:
         return lambda: sdlm_pass(copies[kind].pop(), x, lab, order, steps, fused=KINDS[kind])
 
     times = measure_once_each({k: one(k) for k in KINDS}, args.repeats)
     print("\n".join(header_lines(facts)))
-    print(f"- {n:,} MNIST patterns, ISA {args.isa}, {args.threads} thread(s), loss {args.loss}, "
-          f"median of {args.repeats}, loop and fused pass alternating")
+    print(
+        f"- {n:,} MNIST patterns, ISA {args.isa}, {args.threads} thread(s), loss {args.loss}, "
+        f"median of {args.repeats}, loop and fused pass alternating"
+    )
     rows = []
     for kind, m in times.items():
         ips = n / m["median_s"]
-        rows.append({"pass": kind, "patterns": n, **m, "patterns_per_s": ips,
-                     "patterns_per_s_min": n / m["max_s"], "patterns_per_s_max": n / m["min_s"]})
+        rows.append(
+            {
+                "pass": kind,
+                "patterns": n,
+                **m,
+                "patterns_per_s": ips,
+                "patterns_per_s_min": n / m["max_s"],
+                "patterns_per_s_max": n / m["min_s"],
+            }
+        )
         name = "fused C++ pass" if KINDS[kind] else "Python loop"
-        print(f"  {name:15s} {rate(ips):>9} patterns/s  (min-max {rate(n / m['max_s'])}-"
-              f"{rate(n / m['min_s'])}, {1e6 / ips:.1f} us/pattern)")
+        print(
+            f"  {name:15s} {rate(ips):>9} patterns/s  (min-max {rate(n / m['max_s'])}-"
+            f"{rate(n / m['min_s'])}, {1e6 / ips:.1f} us/pattern)"
+        )
     speedup = times["loop"]["median_s"] / times["fused"]["median_s"]
     print(f"  speedup {speedup:.2f}x")
-    write_json(args.json, {
-        "schema": SCHEMA, "script": "bench/bench_sdlm_pass.py", "facts": facts,
-        "settings": {k: v for k, v in vars(args).items() if k != "json"},
-        "validation": {"patterns": args.check, "bitwise_equal": bitwise},
-        "results": rows, "speedup": speedup,
-    })
+    write_json(
+        args.json,
+        {
+            "schema": SCHEMA,
+            "script": "bench/bench_sdlm_pass.py",
+            "facts": facts,
+            "settings": {k: v for k, v in vars(args).items() if k != "json"},
+            "validation": {"patterns": args.check, "bitwise_equal": bitwise},
+            "results": rows,
+            "speedup": speedup,
+        },
+    )
     return 0
 
 

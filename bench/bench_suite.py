@@ -40,7 +40,7 @@ from harness.worker import (
     merge_parts,
     new_part,
     process_facts,
-    run_worker_process,  # noqa: F401 - replaced by tests
+    run_worker_process,
     worker_command,
     write_part,
 )
@@ -51,36 +51,68 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         description="Validate, then time, LeNet-5 inference and training in lenet_fast and its "
         "peers (NumPy reference, PyTorch, ONNX Runtime)."
     )
-    p.add_argument("--quick", action="store_true",
-                   help="CI smoke run: small batches, 3 short runs, no torch.compile (still "
-                   "validates); no JSON unless --json is given")
-    p.add_argument("--json", metavar="PATH",
-                   help=f"write the results as JSON to PATH (default {default_json('suite')})")
-    p.add_argument("--cases", default=None,
-                   help=f"comma-separated task:batch:threads (default {suite.DEFAULT_CASES}; "
-                   f"with --quick {suite.QUICK_CASES})")
-    p.add_argument("--peers", default=",".join(KEYS),
-                   help=f"implementations to run, comma-separated, from {','.join(KEYS)} "
-                   "(lenet_fast always runs)")
-    p.add_argument("--repeats", type=int, default=None,
-                   help="timed runs per measurement (default 7, 3 with --quick; the NumPy "
-                   "reference gets at most 3)")
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="CI smoke run: small batches, 3 short runs, no torch.compile (still "
+        "validates); no JSON unless --json is given",
+    )
+    p.add_argument(
+        "--json",
+        metavar="PATH",
+        help=f"write the results as JSON to PATH (default {default_json('suite')})",
+    )
+    p.add_argument(
+        "--cases",
+        default=None,
+        help=f"comma-separated task:batch:threads (default {suite.DEFAULT_CASES}; "
+        f"with --quick {suite.QUICK_CASES})",
+    )
+    p.add_argument(
+        "--peers",
+        default=",".join(KEYS),
+        help=f"implementations to run, comma-separated, from {','.join(KEYS)} "
+        "(lenet_fast always runs)",
+    )
+    p.add_argument(
+        "--repeats",
+        type=int,
+        default=None,
+        help="timed runs per measurement (default 7, 3 with --quick; the NumPy "
+        "reference gets at most 3)",
+    )
     p.add_argument("--isa", default=None, help="lenet_fast ISA (default: the one chosen at import)")
-    p.add_argument("--model", metavar="PATH",
-                   help="time a saved model (LeNet5.save) instead of a freshly initialised one")
+    p.add_argument(
+        "--model",
+        metavar="PATH",
+        help="time a saved model (LeNet5.save) instead of a freshly initialised one",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of the initial weights (default 0)")
-    p.add_argument("--data", metavar="DIR",
-                   help="MNIST folder (default $LENET_FAST_DATA); without MNIST, seeded "
-                   "synthetic digits are used")
-    p.add_argument("--onnx-graph", choices=("auto", "torch", "helper"), default="auto",
-                   help="where ONNX Runtime's graph comes from: torch.onnx.export, the onnx "
-                   "helper API, or auto (torch when it can export, else helper)")
-    p.add_argument("--peak-gmacs", type=float, default=suite.PEAK_GMACS_PER_CORE,
-                   help="fp32 FMA peak per core in G multiply-adds/s "
-                   f"(default {suite.PEAK_GMACS_PER_CORE:g})")
-    p.add_argument("--in-process", action="store_true",
-                   help="time every implementation in this one process (their thread pools "
-                   "then live side by side). Default: each in a child process of its own")
+    p.add_argument(
+        "--data",
+        metavar="DIR",
+        help="MNIST folder (default $LENET_FAST_DATA); without MNIST, seeded "
+        "synthetic digits are used",
+    )
+    p.add_argument(
+        "--onnx-graph",
+        choices=("auto", "torch", "helper"),
+        default="auto",
+        help="where ONNX Runtime's graph comes from: torch.onnx.export, the onnx "
+        "helper API, or auto (torch when it can export, else helper)",
+    )
+    p.add_argument(
+        "--peak-gmacs",
+        type=float,
+        default=suite.PEAK_GMACS_PER_CORE,
+        help=f"fp32 FMA peak per core in G multiply-adds/s (default {suite.PEAK_GMACS_PER_CORE:g})",
+    )
+    p.add_argument(
+        "--in-process",
+        action="store_true",
+        help="time every implementation in this one process (their thread pools "
+        "then live side by side). Default: each in a child process of its own",
+    )
     # internal: the child process of one implementation (see harness.worker)
     p.add_argument("--worker", choices=KEYS, help=argparse.SUPPRESS)
     p.add_argument("--worker-out", metavar="PATH", help=argparse.SUPPRESS)
@@ -109,8 +141,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error(f"--isa {args.isa!r}: not available here (available: {have})")
     if args.json is None and not args.quick and not args.worker:
         args.json = default_json("suite")
-    args.timing = {"min_run_s": 0.002 if args.quick else 0.05,
-                   "warmup_s": 0.005 if args.quick else 0.2}
+    args.timing = {
+        "min_run_s": 0.002 if args.quick else 0.05,
+        "warmup_s": 0.005 if args.quick else 0.2,
+    }
     # patterns per timed call of the batch-1 training step
     args.block = (
         {"lenet_fast": 32, "torch": 8, "torch.compile": 8, "reference": 2}
@@ -161,8 +195,10 @@ def run(args: argparse.Namespace) -> int:
                     out = Path(tmp) / f"{key}.json"
                     part = run_worker_process(worker_command(script, args.argv, key, out), key, out)
                 if part["crashed"] and key in suite.FATAL:
-                    part["fatal"] = (f"error: {LABELS[key]}'s process failed, nothing is "
-                                     f"reported: {part['crashed']}")
+                    part["fatal"] = (
+                        f"error: {LABELS[key]}'s process failed, nothing is "
+                        f"reported: {part['crashed']}"
+                    )
                 parts.append(part)
                 if part["fatal"]:
                     break
@@ -177,8 +213,9 @@ def run(args: argparse.Namespace) -> int:
         "blas_threads": blas.how,
         "onnx_graph": args.onnx_graph,
     }
-    result = suite.result_json(args, facts, merge_parts(parts, facts),
-                               time.perf_counter() - t_start, extra)
+    result = suite.result_json(
+        args, facts, merge_parts(parts, facts), time.perf_counter() - t_start, extra
+    )
     print("\n".join(suite.report_lines(result)))
     if args.json:
         write_json(args.json, result)

@@ -98,11 +98,15 @@ def render_text(
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    p.add_argument("--check", action="store_true",
-                   help="change nothing; exit 1 if a block is stale or its results missing")
+    p.add_argument(
+        "--check",
+        action="store_true",
+        help="change nothing; exit 1 if a block is stale or its results missing",
+    )
     p.add_argument("--root", type=Path, default=ROOT, help="the repository (default: this one)")
-    p.add_argument("--results", type=Path, default=None,
-                   help="the result files (default ROOT/bench/results)")
+    p.add_argument(
+        "--results", type=Path, default=None, help="the result files (default ROOT/bench/results)"
+    )
     args = p.parse_args(argv)
     results = args.results or args.root / "bench" / "results"
     failed = 0
@@ -115,13 +119,19 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {e}", file=sys.stderr)
             return 2
         for name in missing:
-            print(f"error: {where}: block {name!r} needs {results / BLOCKS[name][0]}, "
-                  "which is missing", file=sys.stderr)
+            print(
+                f"error: {where}: block {name!r} needs {results / BLOCKS[name][0]}, "
+                "which is missing",
+                file=sys.stderr,
+            )
         failed += len(missing)
         for name in changed:
             if args.check:
-                print(f"{where}: block {name!r} differs from what {BLOCKS[name][0]} renders; "
-                      "run python bench/render_tables.py", file=sys.stderr)
+                print(
+                    f"{where}: block {name!r} differs from what {BLOCKS[name][0]} renders; "
+                    "run python bench/render_tables.py",
+                    file=sys.stderr,
+                )
             else:
                 print(f"{where}: block {name!r} rewritten")
         if changed and not args.check:

@@ -37,8 +37,18 @@ PAPER = {"plain": 0.95, "distort": 0.80}
 def run_one(args: argparse.Namespace, seed: int, distort: bool) -> dict:
     name = f"{'distort' if distort else 'plain'}-seed{seed}"
     out = Path(args.out) / name
-    cmd = [sys.executable, "-m", "lenet_fast.cli", "train", "--passes", str(args.passes),
-           "--seed", str(seed), "--out", str(out)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "lenet_fast.cli",
+        "train",
+        "--passes",
+        str(args.passes),
+        "--seed",
+        str(seed),
+        "--out",
+        str(out),
+    ]
     if args.data:
         cmd += ["--data", args.data]
     if distort:
@@ -50,26 +60,44 @@ def run_one(args: argparse.Namespace, seed: int, distort: bool) -> dict:
         r = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
     seconds = time.perf_counter() - t0
     if r.returncode != 0:
-        raise SystemExit(f"{name} failed (exit {r.returncode}); see {Path(args.out) / (name + '.log')}")
+        raise SystemExit(
+            f"{name} failed (exit {r.returncode}); see {Path(args.out) / (name + '.log')}"
+        )
     from lenet_fast import LeNet5
 
     hist = LeNet5.load(out / "model.npz").history
     last = hist[-1]
-    print(f"{name}: test error {100 * last['test_error']:.2f}%  train error {100 * last['train_error']:.2f}%  "
-          f"{seconds / 60:.1f} min", flush=True)
-    return {"seed": seed, "distort": distort, "test_error": last["test_error"],
-            "train_error": last["train_error"], "seconds": seconds, "history": hist}
+    print(
+        f"{name}: test error {100 * last['test_error']:.2f}%  train error {100 * last['train_error']:.2f}%  "
+        f"{seconds / 60:.1f} min",
+        flush=True,
+    )
+    return {
+        "seed": seed,
+        "distort": distort,
+        "test_error": last["test_error"],
+        "train_error": last["train_error"],
+        "seconds": seconds,
+        "history": hist,
+    }
 
 
-def result_json(args: argparse.Namespace, facts: dict[str, Any], results: list[dict[str, Any]]
-                ) -> dict[str, Any]:
+def result_json(
+    args: argparse.Namespace, facts: dict[str, Any], results: list[dict[str, Any]]
+) -> dict[str, Any]:
     runs = [{k: v for k, v in r.items() if k != "history"} for r in results]
     return {
         "schema": SCHEMA,
         "script": "bench/reproduce.py",
         "facts": facts,
-        "settings": {"passes": args.passes, "seeds": args.seeds, "jobs": args.jobs,
-                     "only": args.only, "extra_train_options": args.extra, "data": args.data},
+        "settings": {
+            "passes": args.passes,
+            "seeds": args.seeds,
+            "jobs": args.jobs,
+            "only": args.only,
+            "extra_train_options": args.extra,
+            "data": args.data,
+        },
         "paper_test_error_percent": PAPER,
         "runs": runs,
     }
@@ -83,9 +111,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--jobs", type=int, default=2, help="runs at a time (default 2)")
     p.add_argument("--only", choices=("plain", "distort"), help="run only one of the two settings")
     p.add_argument("--out", default="reproduce-runs", help="folder for models, logs and the table")
-    p.add_argument("--json", metavar="PATH", default=default_json("reproduce"),
-                   help="the summary as JSON (default %(default)s)")
-    p.add_argument("extra", nargs=argparse.REMAINDER, help="more `lenet-fast train` options after --")
+    p.add_argument(
+        "--json",
+        metavar="PATH",
+        default=default_json("reproduce"),
+        help="the summary as JSON (default %(default)s)",
+    )
+    p.add_argument(
+        "extra", nargs=argparse.REMAINDER, help="more `lenet-fast train` options after --"
+    )
     args = p.parse_args(argv)
     args.extra = [a for a in args.extra if a != "--"]
     # the code the runs use, before anything else can change it

@@ -69,8 +69,9 @@ def cpu_model() -> str | None:
 
 def machine_facts(threads: int | list[int] | None = None) -> dict[str, Any]:
     """Everything a result is quoted with. ``threads``: the thread count(s) measured."""
-    import lenet_fast
     import numpy as np
+
+    import lenet_fast
 
     info = lenet_fast.info()
     dirty = git("status", "--porcelain", "--untracked-files=no")

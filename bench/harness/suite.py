@@ -13,11 +13,12 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+
 from lenet_fast import LeNet5, load_mnist, preprocess
-from lenet_fast.train import paper_eta, sdlm_mu
+from lenet_fast.layout import MACS_PER_IMAGE
+from lenet_fast.train import paper_eta, sdlm_mu, sdlm_steps
 
 from . import impls as registry
-from .compat import MACS_PER_IMAGE, sdlm_steps
 from .facts import header_lines, load_average
 from .impls import LABELS, Impl, Setup, Trainer
 from .output import SCHEMA
@@ -97,7 +98,7 @@ def load_inputs(data: str | None, n: int) -> tuple[npt.NDArray[np.float32], npt.
         images, labels, _, _ = load_mnist(data)
         idx = np.arange(n) % images.shape[0]
         return preprocess(images[idx]), labels[idx].astype(np.intp), "MNIST training digits"
-    except Exception as e:  # noqa: BLE001 - whatever keeps MNIST away, synthetic digits will do
+    except Exception as e:
         if data:
             print(f"error: --data {data}: cannot read MNIST there: {e}", file=sys.stderr)
             raise SystemExit(2) from None
@@ -117,8 +118,11 @@ def build_inputs(
 ) -> tuple[LeNet5, npt.NDArray[np.float32], npt.NDArray[Any], str]:
     """The model and the patterns, the same in every process (seeded, or read from files)."""
     model = LeNet5.load(args.model) if args.model else LeNet5(seed=args.seed)
-    n = max([c.batch for c in args.cases] + list(args.block.values())
-            + [VALIDATE_PATTERNS, HESSIAN_PATTERNS])
+    n = max(
+        [c.batch for c in args.cases]
+        + list(args.block.values())
+        + [VALIDATE_PATTERNS, HESSIAN_PATTERNS]
+    )
     x, labels, source = load_inputs(args.data, n)
     return model, x, labels, source
 
@@ -138,8 +142,14 @@ class Run:
     (:func:`harness.worker.new_part`); a lenet_fast or reference disagreement sets
     ``part["fatal"]`` and stops it."""
 
-    def __init__(self, args: argparse.Namespace, model: LeNet5, x: npt.NDArray[np.float32],
-                 labels: npt.NDArray[Any], blas: BlasThreads) -> None:
+    def __init__(
+        self,
+        args: argparse.Namespace,
+        model: LeNet5,
+        x: npt.NDArray[np.float32],
+        labels: npt.NDArray[Any],
+        blas: BlasThreads,
+    ) -> None:
         self.args, self.model, self.x, self.labels = args, model, x, labels
         self.cases: list[Case] = args.cases
         self.part = new_part()
@@ -147,8 +157,7 @@ class Run:
         self.steps = sdlm_steps(h, SDLM_ETA, SDLM_MU)
         self.start = {k: v.copy() for k, v in model.params.items()}
         self.truth = Truth(model)
-        self.setup = Setup(model, self.steps, SGD_LR,
-                           {"blas": blas, "onnx_graph": args.onnx_graph})
+        self.setup = Setup(model, self.steps, SGD_LR, {"blas": blas, "onnx_graph": args.onnx_graph})
         self.trainers: dict[tuple[str, int], Trainer] = {}
         self.truth_cache: dict[tuple[Any, ...], Any] = {}
         self.broken: dict[tuple[str, str], str] = {}  # (impl, case) -> why it is not timed
@@ -170,7 +179,7 @@ class Run:
             impl = cls()
             try:
                 impl.prepare(self.setup)
-            except Exception as e:  # noqa: BLE001
+            except Exception as e:
                 if key in FATAL:
                     raise
                 status[key] = "failed"
@@ -197,8 +206,13 @@ class Run:
 
     def _check(self, key: str, c: Case, kind: str, checked: str, worst: float) -> None:
         self.part["validation"].append(
-            {"impl": key, "case": c.key, "kind": kind, "checked": checked,
-             "worst_err_over_tol": worst}
+            {
+                "impl": key,
+                "case": c.key,
+                "kind": kind,
+                "checked": checked,
+                "worst_err_over_tol": worst,
+            }
         )
 
     def validate(self, key: str, impl: Impl, c: Case) -> None:
@@ -233,9 +247,17 @@ class Run:
         tr.run()
         n = x.shape[0] if c.batch == 1 else 1
         worst = check_update(what, self.start, tr.params(), want_d, steps=n)
-        self._check(key, c, "update", (
-            f"parameter change after {x.shape[0]} per-pattern SDLM steps" if c.batch == 1
-            else f"parameter change after one SGD step (lr {SGD_LR:g})"), worst)
+        self._check(
+            key,
+            c,
+            "update",
+            (
+                f"parameter change after {x.shape[0]} per-pattern SDLM steps"
+                if c.batch == 1
+                else f"parameter change after one SGD step (lr {SGD_LR:g})"
+            ),
+            worst,
+        )
 
     def validate_all(self, key: str, impl: Impl) -> bool:
         """Validate every case of ``key``; False if the run must stop (``fatal`` set)."""
@@ -257,8 +279,11 @@ class Run:
                     traceback.print_exc()
         if key == "lenet_fast" and any(c.task == "train" and c.batch == 1 for c in self.cases):
             try:
-                self.part["validation"].append(check_fused_vs_loop(
-                    self.model, self.steps, self.x, self.labels, VALIDATE_PATTERNS))
+                self.part["validation"].append(
+                    check_fused_vs_loop(
+                        self.model, self.steps, self.x, self.labels, VALIDATE_PATTERNS
+                    )
+                )
             except ValidationError as e:
                 self.part["fatal"] = f"VALIDATION FAILED, nothing is reported: {e}"
                 return False
@@ -282,8 +307,13 @@ class Run:
         ips = images / m["median_s"]
         macs = MACS_PER_IMAGE[c.task]
         return {
-            "impl": key, "case": c.key, "task": c.task, "batch": c.batch,
-            "threads": c.threads, "images_per_call": images, **m,
+            "impl": key,
+            "case": c.key,
+            "task": c.task,
+            "batch": c.batch,
+            "threads": c.threads,
+            "images_per_call": images,
+            **m,
             "images_per_s": ips,
             "images_per_s_min": images / m["max_s"],
             "images_per_s_max": images / m["min_s"],
@@ -297,8 +327,14 @@ class Run:
         for c in self.cases:
             why = impl.supports(c.task)
             if why is not None or (key, c.key) in self.broken:
-                rows.append({"impl": key, "case": c.key, "why": "-" if why else "failed",
-                             "reason": why or self.broken[(key, c.key)]})
+                rows.append(
+                    {
+                        "impl": key,
+                        "case": c.key,
+                        "why": "-" if why else "failed",
+                        "reason": why or self.broken[(key, c.key)],
+                    }
+                )
                 continue
             try:
                 rows.append(self.time_case(key, impl, c))
@@ -334,8 +370,13 @@ def process_mode(args: argparse.Namespace) -> str:
     return "each implementation timed in its own process"
 
 
-def result_json(args: argparse.Namespace, facts: dict[str, Any], res: dict[str, Any],
-                elapsed: float, extra: dict[str, Any]) -> dict[str, Any]:
+def result_json(
+    args: argparse.Namespace,
+    facts: dict[str, Any],
+    res: dict[str, Any],
+    elapsed: float,
+    extra: dict[str, Any],
+) -> dict[str, Any]:
     """The JSON of a suite run (see bench/README.md for its fields)."""
     order = [k for k in registry.KEYS if k in args.peers]
     rows, impls = res["rows"], res["impls"]
@@ -398,8 +439,11 @@ def report_lines(result: dict[str, Any]) -> list[str]:
     worst_text = "; ".join(
         f"{what} {worst_of[k]['worst_err_over_tol']:.2g} "
         f"({LABELS[worst_of[k]['impl']]}, {worst_of[k]['case']})"
-        for k, what in (("output", "outputs"), ("gradients", "gradients"),
-                        ("update", "parameter updates"))
+        for k, what in (
+            ("output", "outputs"),
+            ("gradients", "gradients"),
+            ("update", "parameter updates"),
+        )
         if k in worst_of
     )
     bitwise = any("bitwise" in v["checked"] for v in validation)
@@ -407,8 +451,8 @@ def report_lines(result: dict[str, Any]) -> list[str]:
         "# lenet_fast benchmark suite: LeNet-5 inference and training",
         "",
         *header_lines(facts),
-        "- peers: " + ", ".join(f"{LABELS[k]}: {p['status']}" for k, p in peers.items()
-                                 if k != "lenet_fast")
+        "- peers: "
+        + ", ".join(f"{LABELS[k]}: {p['status']}" for k, p in peers.items() if k != "lenet_fast")
         + f"; NumPy BLAS threads: {s['blas_threads']}; FMA peak assumed "
         f"{s['peak_gmacs_per_core']:g} G multiply-adds/s per core",
         f"- model: {s['model']}, options {s['model_options']}; input: {s['data']}",

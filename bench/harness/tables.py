@@ -57,17 +57,26 @@ def suite_detail(res: dict[str, Any]) -> list[str]:
         if r.get("images_per_s") is None:
             continue
         ratio = "-" if r["impl"] == "lenet_fast" or r.get("ratio") is None else f"{r['ratio']:.2f}x"
-        body.append([
-            case_label(r["case"]),
-            _label(r["impl"]),
-            rate(r["images_per_s"]),
-            f"{rate(r['images_per_s_min'])}-{rate(r['images_per_s_max'])}",
-            ms(r["s_per_step"]),
-            f"{100 * r['peak_fraction']:.1f}%",
-            ratio,
-        ])
-    head = ["case", "implementation", "median images/s", "min-max images/s", "median ms/step",
-            "% of FMA peak", "lenet_fast / this"]
+        body.append(
+            [
+                case_label(r["case"]),
+                _label(r["impl"]),
+                rate(r["images_per_s"]),
+                f"{rate(r['images_per_s_min'])}-{rate(r['images_per_s_max'])}",
+                ms(r["s_per_step"]),
+                f"{100 * r['peak_fraction']:.1f}%",
+                ratio,
+            ]
+        )
+    head = [
+        "case",
+        "implementation",
+        "median images/s",
+        "min-max images/s",
+        "median ms/step",
+        "% of FMA peak",
+        "lenet_fast / this",
+    ]
     return md_table(head, "llrrrrr", body)
 
 
@@ -77,10 +86,30 @@ def kernel_table(res: dict[str, Any]) -> list[str]:
     for r in res["kernels"]:
         gf = "-" if r["gflops"] is None else f"{r['gflops']:.2f}"
         ge = "-" if r["gelems"] is None else f"{r['gelems']:.2f}"
-        body.append([r["kernel"], r["layer"], r["direction"], str(r["batch"]), r["isa"],
-                     us(r["median_s"]), f"{us(r['min_s'])}-{us(r['max_s'])}", gf, ge])
-    head = ["kernel", "layer", "direction", "batch", "ISA", "median us", "min-max us",
-            "GFLOP/s", "Gelem/s"]
+        body.append(
+            [
+                r["kernel"],
+                r["layer"],
+                r["direction"],
+                str(r["batch"]),
+                r["isa"],
+                us(r["median_s"]),
+                f"{us(r['min_s'])}-{us(r['max_s'])}",
+                gf,
+                ge,
+            ]
+        )
+    head = [
+        "kernel",
+        "layer",
+        "direction",
+        "batch",
+        "ISA",
+        "median us",
+        "min-max us",
+        "GFLOP/s",
+        "Gelem/s",
+    ]
     return md_table(head, "lllrlrrrr", body)
 
 
@@ -89,14 +118,32 @@ def pass_table(res: dict[str, Any]) -> list[str]:
     body = []
     for r in res["forward_pass"]:
         ratio = (
-            "1 (baseline)" if r["ratio_vs_reference"] is None
+            "1 (baseline)"
+            if r["ratio_vs_reference"] is None
             else f"{r['ratio_vs_reference']:,.1f}x"
         )
-        body.append([r["implementation"], r["isa"], str(r["batch"]), rate(r["images_per_s"]),
-                     f"{rate(r['images_per_s_min'])}-{rate(r['images_per_s_max'])}",
-                     f"{r['median_s'] * 1e3:.3g}", f"{r['gflops']:.2f}", ratio])
-    head = ["implementation", "ISA", "batch", "median images/s", "min-max images/s",
-            "median ms/batch", "GFLOP/s", "vs reference"]
+        body.append(
+            [
+                r["implementation"],
+                r["isa"],
+                str(r["batch"]),
+                rate(r["images_per_s"]),
+                f"{rate(r['images_per_s_min'])}-{rate(r['images_per_s_max'])}",
+                f"{r['median_s'] * 1e3:.3g}",
+                f"{r['gflops']:.2f}",
+                ratio,
+            ]
+        )
+    head = [
+        "implementation",
+        "ISA",
+        "batch",
+        "median images/s",
+        "min-max images/s",
+        "median ms/batch",
+        "GFLOP/s",
+        "vs reference",
+    ]
     return md_table(head, "llrrrrrr", body)
 
 
@@ -114,15 +161,33 @@ def reproduce_table(res: dict[str, Any]) -> list[str]:
             continue
         label = "distorted (paper III-C)" if distort else "original 60,000"
         for r in runs:
-            body.append([label, str(r["seed"]), f"{100 * r['test_error']:.2f}%",
-                         f"{100 * r['train_error']:.2f}%", f"{r['seconds'] / 60:.1f} min"])
+            body.append(
+                [
+                    label,
+                    str(r["seed"]),
+                    f"{100 * r['test_error']:.2f}%",
+                    f"{100 * r['train_error']:.2f}%",
+                    f"{r['seconds'] / 60:.1f} min",
+                ]
+            )
         paper = res["paper_test_error_percent"]["distort" if distort else "plain"]
         med = statistics.median(r["test_error"] for r in runs)
-        body.append([label, "**median**", f"**{100 * med:.2f}%** (paper {paper:.2f}%)",
-                     f"{100 * statistics.median(r['train_error'] for r in runs):.2f}%",
-                     f"{statistics.median(r['seconds'] for r in runs) / 60:.1f} min"])
-    head = ["training set", "seed", f"test error after {passes} passes",
-            "train error (on the fly, last pass)", "wall time"]
+        body.append(
+            [
+                label,
+                "**median**",
+                f"**{100 * med:.2f}%** (paper {paper:.2f}%)",
+                f"{100 * statistics.median(r['train_error'] for r in runs):.2f}%",
+                f"{statistics.median(r['seconds'] for r in runs) / 60:.1f} min",
+            ]
+        )
+    head = [
+        "training set",
+        "seed",
+        f"test error after {passes} passes",
+        "train error (on the fly, last pass)",
+        "wall time",
+    ]
     return md_table(head, "lrrrr", body)
 
 

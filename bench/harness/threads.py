@@ -44,7 +44,7 @@ class BlasThreads:
         self.how = "not controlled (library default)"
         self._set: Callable[[int], None] | None = None
         try:
-            from threadpoolctl import threadpool_limits  # type: ignore[import-not-found]
+            from threadpoolctl import threadpool_limits
 
             self._set = lambda n: threadpool_limits(n, user_api="blas")
             self.how = "threadpoolctl"

@@ -69,9 +69,7 @@ def measure_alternating(
     return {k: summary(samples[k], n_calls[k]) for k in fns}
 
 
-def measure_once_each(
-    fns: dict[str, Callable[[], Any]], repeats: int
-) -> dict[str, dict[str, Any]]:
+def measure_once_each(fns: dict[str, Callable[[], Any]], repeats: int) -> dict[str, dict[str, Any]]:
     """Time long calls (a training pass, say) ``repeats`` times each, alternating, no warm-up
     beyond what the caller did."""
     samples: dict[str, list[float]] = {k: [] for k in fns}

@@ -10,9 +10,9 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from lenet_fast import LeNet5
 
-from .compat import sdlm_pass
+from lenet_fast import LeNet5
+from lenet_fast.train import sdlm_pass
 
 Arrays = dict[str, npt.NDArray[Any]]
 
@@ -163,7 +163,10 @@ class Truth:
 
 
 def check_fused_vs_loop(
-    model: LeNet5, steps: Mapping[str, Any], x: npt.NDArray[Any], labels: npt.NDArray[Any],
+    model: LeNet5,
+    steps: Mapping[str, Any],
+    x: npt.NDArray[Any],
+    labels: npt.NDArray[Any],
     n: int,
 ) -> dict[str, Any]:
     """The fused C++ SDLM pass against the Python loop of ``model.gradients`` on ``n``

@@ -87,9 +87,7 @@ def test_each_implementation_in_its_own_process(tmp_path):
     ],
 )
 def test_a_dead_worker_is_a_failed_peer(tmp_path, capsys, code, why):
-    part = worker.run_worker_process(
-        [sys.executable, "-c", code], "torch", tmp_path / "part.json"
-    )
+    part = worker.run_worker_process([sys.executable, "-c", code], "torch", tmp_path / "part.json")
     assert part["status"] == {"torch": "failed"}
     assert why in part["crashed"] and part["fatal"] is None
     assert part["notes"] == [f"PyTorch eager: failed: {part['crashed']}; not timed"]
@@ -128,6 +126,7 @@ def test_a_dead_peer_is_reported_a_dead_lenet_fast_stops_the_run(monkeypatch, ca
 
 def test_a_wrong_output_fails_validation_and_a_right_one_passes():
     import numpy as np
+
     from harness.validation import ValidationError, check_forward, check_gradients
 
     want = np.linspace(-2.0, 3.0, 20).reshape(2, 10)
@@ -154,8 +153,8 @@ def test_alternating_timing_runs_each_callable_once_per_round():
 
 
 def test_the_implementations_have_lenet_fasts_parameter_names():
-    from harness.compat import MACS_PER_IMAGE, PARAM_SHAPES
     from harness.impls import KEYS, get
+    from lenet_fast.layout import MACS_PER_IMAGE, PARAM_SHAPES
 
     assert list(PARAM_SHAPES)[:2] == ["c1.w", "c1.b"] and len(PARAM_SHAPES) == 12
     assert MACS_PER_IMAGE == {"infer": 328_096, "train": 865_848}

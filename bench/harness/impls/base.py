@@ -8,6 +8,7 @@ from typing import Any, Callable
 
 import numpy as np
 import numpy.typing as npt
+
 from lenet_fast import LeNet5
 
 Arrays = dict[str, npt.NDArray[Any]]

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-import lenet_fast
 import numpy as np
 import numpy.typing as npt
-from lenet_fast import LeNet5
 
-from ..compat import sdlm_pass
+import lenet_fast
+from lenet_fast import LeNet5
+from lenet_fast.train import sdlm_pass
+
 from .base import Arrays, Impl, Setup, Trainer
 
 

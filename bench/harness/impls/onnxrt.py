@@ -11,9 +11,9 @@ from typing import Any, Callable
 
 import numpy as np
 import numpy.typing as npt
+
 from lenet_fast import LeNet5
 
-from ..compat import centres
 from .base import Impl, Setup
 from .torch_net import build_torch_net, dense_c3
 
@@ -91,7 +91,7 @@ def build_onnx_graph(model: LeNet5, path: Path) -> None:
     inits.append(numpy_helper.from_array(np.array([1], np.int64), "ax1"))
     inits.append(numpy_helper.from_array(np.array([2], np.int64), "ax2"))
     nodes.append(helper.make_node("Unsqueeze", [a, "ax1"], ["h6u"]))  # (N,1,84)
-    nodes.append(helper.make_node("Sub", ["h6u", const("rbf_c", centres(model)[None])], ["rd"]))
+    nodes.append(helper.make_node("Sub", ["h6u", const("rbf_c", model.centres[None])], ["rd"]))
     nodes.append(helper.make_node("Mul", ["rd", "rd"], ["rd2"]))
     nodes.append(helper.make_node("ReduceSum", ["rd2", "ax2"], ["y"], keepdims=0))
     graph = helper.make_graph(

@@ -9,9 +9,9 @@ from typing import Any, Callable
 
 import numpy as np
 import numpy.typing as npt
-from lenet_fast import LeNet5, tables
 
-from ..compat import PARAM_SHAPES, RBF_PARAM, centres
+from lenet_fast import LeNet5, tables
+from lenet_fast.layout import PARAM_SHAPES, RBF_PARAM
 
 Arrays = dict[str, npt.NDArray[Any]]
 
@@ -50,7 +50,7 @@ def build_torch_net(model: LeNet5) -> Any:
             self.s4_bias = torch.nn.Parameter(torch.zeros(16))
             self.c5 = torch.nn.Conv2d(16, 120, 5)
             self.f6 = torch.nn.Linear(120, 84)
-            c = torch.from_numpy(centres(model))
+            c = torch.from_numpy(np.array(model.centres, dtype=np.float32))
             if opts["rbf"] == "trainable":
                 self.rbf_c = torch.nn.Parameter(c.clone())
             else:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-BENCH = Path(__file__).resolve().parents[1] / "bench"
+BENCH = Path(__file__).resolve().parents[2] / "bench"
 sys.path.insert(0, str(BENCH))
 import render_tables  # noqa: E402
 
@@ -25,8 +25,13 @@ FACTS = {
 
 def row(impl: str, case: str, ips: float, ratio: float | None) -> dict:
     return {
-        "impl": impl, "case": case, "images_per_s": ips, "images_per_s_min": ips * 0.9,
-        "images_per_s_max": ips * 1.1, "s_per_step": 1 / ips, "peak_fraction": 0.25,
+        "impl": impl,
+        "case": case,
+        "images_per_s": ips,
+        "images_per_s_min": ips * 0.9,
+        "images_per_s_max": ips * 1.1,
+        "s_per_step": 1 / ips,
+        "peak_fraction": 0.25,
         "ratio": ratio,
     }
 
@@ -49,13 +54,33 @@ SUITE = {
 }
 KERNELS = {
     "facts": {**FACTS, "threads": 1, "isas_benchmarked": ["scalar", "avx2"]},
-    "kernels": [{"kernel": "conv2d", "layer": "C1", "direction": "forward", "batch": 1,
-                 "isa": "avx2", "median_s": 2.5e-6, "min_s": 2e-6, "max_s": 3e-6,
-                 "gflops": 94.08, "gelems": None}],
-    "forward_pass": [{"implementation": "lenet_fast", "isa": "avx2", "batch": 1,
-                      "images_per_s": 30_000.0, "images_per_s_min": 29_000.0,
-                      "images_per_s_max": 31_000.0, "median_s": 1 / 30_000, "gflops": 19.7,
-                      "ratio_vs_reference": 80.0}],
+    "kernels": [
+        {
+            "kernel": "conv2d",
+            "layer": "C1",
+            "direction": "forward",
+            "batch": 1,
+            "isa": "avx2",
+            "median_s": 2.5e-6,
+            "min_s": 2e-6,
+            "max_s": 3e-6,
+            "gflops": 94.08,
+            "gelems": None,
+        }
+    ],
+    "forward_pass": [
+        {
+            "implementation": "lenet_fast",
+            "isa": "avx2",
+            "batch": 1,
+            "images_per_s": 30_000.0,
+            "images_per_s_min": 29_000.0,
+            "images_per_s_max": 31_000.0,
+            "median_s": 1 / 30_000,
+            "gflops": 19.7,
+            "ratio_vs_reference": 80.0,
+        }
+    ],
 }
 REPRODUCE = {
     "facts": {**FACTS, "threads": 1},
@@ -145,8 +170,10 @@ def test_the_docs_blocks(repo: Path) -> None:
     assert "| conv2d | C1 | forward | 1 | avx2 | 2.50 | 2.00-3.00 | 94.08 | - |" in kernels
     assert "| lenet_fast | avx2 | 1 | 30,000 | 29,000-31,000 | 0.0333 | 19.70 | 80.0x |" in kernels
     assert "old table" not in text
-    assert kernels[-1].startswith("*Source: `bench/results/kernels.json`; Test CPU 9000, 1 "
-                                  "thread(s), ISA scalar, avx2, commit abc1234")
+    assert kernels[-1].startswith(
+        "*Source: `bench/results/kernels.json`; Test CPU 9000, 1 "
+        "thread(s), ISA scalar, avx2, commit abc1234"
+    )
     repro = block(text, "reproduce")
     assert "| original 60,000 | 1 | 0.95% | 0.50% | 10.0 min |" in repro
     assert "| original 60,000 | **median** | **0.95%** (paper 0.95%) | 0.50% | 10.0 min |" in repro
