@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Benchmark every lenet_fast kernel, and the whole LeNet-5 forward pass, at LeNet-5's shapes.
 
-Validate first, then time, and say what was measured (STYLE.md habit 12):
+Validate first, then time, and say what was measured:
 
 1. For each ISA and batch size, every kernel's forward and backward outputs are checked
    against ``lenet_fast.reference`` run on float64 copies of the same inputs. Any
@@ -10,6 +10,8 @@ Validate first, then time, and say what was measured (STYLE.md habit 12):
 2. Each call is then warmed up and timed with ``time.perf_counter``: ``--repeats`` runs,
    each of enough back-to-back calls to last at least ~20 ms; the median (and min/max) time
    per call is reported, with GFLOP/s (flop counts in bench/README.md).
+   The results go to ``--json`` (default bench/results/kernels.json; with ``--quick`` only
+   when ``--json`` is given), the markdown report to stdout.
 3. The whole LeNet-5 forward pass (``lenet_forward``) is validated and timed the same way
    for lenet_fast (each ISA) and for the NumPy reference, in images/s.
 
@@ -26,34 +28,46 @@ ISA this CPU or build cannot run).
 from __future__ import annotations
 
 import argparse
-import datetime as _dt
-import json
-import math
-import os
-import platform
-import statistics
-import subprocess
 import sys
 import time
-from pathlib import Path
 from typing import Any, Callable
+
+from harness.output import SCHEMA, default_json, write_json
+from harness.threads import cap_blas_env
 
 
 def _parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         description="Validate, then time, the lenet_fast kernels and the LeNet-5 forward pass."
     )
-    p.add_argument("--quick", action="store_true",
-                   help="CI smoke run: 3 short runs per measurement (still validates everything)")
-    p.add_argument("--json", metavar="PATH", help="also write the results as JSON to PATH")
-    p.add_argument("--threads", type=int, default=1,
-                   help="threads per kernel call (lenet_fast.set_num_threads); default 1")
-    p.add_argument("--isa", default="all",
-                   help="'all' (every ISA in available_isas()), or one of them, e.g. scalar, avx2")
-    p.add_argument("--repeats", type=int, default=None,
-                   help="timed runs per measurement; the median is reported (default 7, 3 with --quick)")
-    p.add_argument("--batches", default="1,256",
-                   help="comma-separated batch sizes (default 1,256)")
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="CI smoke run: 3 short runs per measurement (still validates everything)",
+    )
+    p.add_argument(
+        "--json",
+        metavar="PATH",
+        help=f"write the results as JSON to PATH (default {default_json('kernels')})",
+    )
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="threads per kernel call (lenet_fast.set_num_threads); default 1",
+    )
+    p.add_argument(
+        "--isa",
+        default="all",
+        help="'all' (every ISA in available_isas()), or one of them, e.g. scalar, avx2",
+    )
+    p.add_argument(
+        "--repeats",
+        type=int,
+        default=None,
+        help="timed runs per measurement; the median is reported (default 7, 3 with --quick)",
+    )
+    p.add_argument("--batches", default="1,256", help="comma-separated batch sizes (default 1,256)")
     p.add_argument("--seed", type=int, default=1998, help="seed of the random inputs and weights")
     args = p.parse_args(argv)
     if args.threads < 1:
@@ -68,6 +82,8 @@ def _parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error("--batches: expected comma-separated integers, e.g. 1,256")
     if not args.batches or min(args.batches) < 1:
         p.error("--batches: expected positive integers")
+    if args.json is None and not args.quick:
+        args.json = default_json("kernels")
     return args
 
 
@@ -78,26 +94,24 @@ ARGS = _parse_args() if __name__ == "__main__" else None
 # cap the BLAS pool *before* NumPy is imported, unless the user already chose a value.
 # (OPENBLAS_CORETYPE, if set, is left alone.)
 if ARGS is not None:
-    for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ.setdefault(_var, str(ARGS.threads))
+    cap_blas_env(ARGS.threads)
 
 import numpy as np  # noqa: E402
 
 import lenet_fast  # noqa: E402
+from harness.facts import header_lines as facts_lines  # noqa: E402
+from harness.facts import machine_facts  # noqa: E402
+from harness.tables import kernel_table, pass_table  # noqa: E402
+from harness.timing import measure  # noqa: E402
+from harness.validation import ATOL_REL, RTOL, ValidationError, check_close  # noqa: E402
 from lenet_fast import kernels as K  # noqa: E402
 from lenet_fast import reference as R  # noqa: E402
+from lenet_fast.layout import MACS_PER_IMAGE, PARAM_SHAPES, RBF_PARAM  # noqa: E402
 from lenet_fast.tables import C3_TABLE, RBF_CODES  # noqa: E402
-
-RTOL = 1e-4
-ATOL_REL = 1e-4  # atol = ATOL_REL * max(1, max|reference|)
 
 # Timing parameters: (min seconds per timed run, seconds of warm-up).
 FULL_TIMING = (0.020, 0.010)
 QUICK_TIMING = (0.002, 0.001)
-
-
-class ValidationError(Exception):
-    pass
 
 
 # --------------------------------------------------------------------------- inputs
@@ -110,29 +124,34 @@ def _uniform(rng: np.random.Generator, shape: tuple[int, ...], bound: float) -> 
 def make_params(rng: np.random.Generator) -> dict[str, np.ndarray]:
     """LeNet-5 weights, uniform in +-2.4/F with F the fan-in of the unit fed (paper, App. A).
 
-    Biases are treated as weights from a constant +1 input, same range (SPEC section 2).
+    Biases are treated as weights from a constant +1 input, with the same range. The names
+    and shapes are lenet_fast's (``PARAM_SHAPES``), the RBF centres under ``RBF_PARAM``.
     """
     p: dict[str, np.ndarray] = {}
-    p["c1_w"] = _uniform(rng, (6, 1, 5, 5), 2.4 / 25)
-    p["c1_b"] = _uniform(rng, (6,), 2.4 / 25)
-    p["s2_coef"] = _uniform(rng, (6,), 2.4 / 4)
-    p["s2_bias"] = _uniform(rng, (6,), 2.4 / 4)
+    p["c1.w"] = _uniform(rng, (6, 1, 5, 5), 2.4 / 25)
+    p["c1.b"] = _uniform(rng, (6,), 2.4 / 25)
+    p["s2.coef"] = _uniform(rng, (6,), 2.4 / 4)
+    p["s2.bias"] = _uniform(rng, (6,), 2.4 / 4)
     # C3: one 5x5 kernel per connected (S2 map c, C3 map k), ordered by k then c; the
     # fan-in of C3 map k is 25 x (number of S2 maps it reads): 75, 100 or 150.
     kk = np.argwhere(C3_TABLE.T)[:, 0]
     fan_in_k = 25 * C3_TABLE.sum(axis=0)  # (16,)
     bound_t = (2.4 / fan_in_k[kk]).astype(np.float64)  # (60,)
-    p["c3_w"] = (rng.uniform(-1, 1, size=(60, 5, 5)) * bound_t[:, None, None]).astype(np.float32)
-    p["c3_b"] = (rng.uniform(-1, 1, size=16) * (2.4 / fan_in_k)).astype(np.float32)
-    p["s4_coef"] = _uniform(rng, (16,), 2.4 / 4)
-    p["s4_bias"] = _uniform(rng, (16,), 2.4 / 4)
-    p["c5_w"] = _uniform(rng, (120, 16, 5, 5), 2.4 / 400)
-    p["c5_b"] = _uniform(rng, (120,), 2.4 / 400)
-    p["f6_w"] = _uniform(rng, (84, 120), 2.4 / 120)
-    p["f6_b"] = _uniform(rng, (84,), 2.4 / 120)
-    p["rbf_c"] = np.ascontiguousarray(RBF_CODES, dtype=np.float32)
-    p["c3_table"] = np.ascontiguousarray(C3_TABLE, dtype=bool)
+    p["c3.w"] = (rng.uniform(-1, 1, size=(60, 5, 5)) * bound_t[:, None, None]).astype(np.float32)
+    p["c3.b"] = (rng.uniform(-1, 1, size=16) * (2.4 / fan_in_k)).astype(np.float32)
+    p["s4.coef"] = _uniform(rng, (16,), 2.4 / 4)
+    p["s4.bias"] = _uniform(rng, (16,), 2.4 / 4)
+    p["c5.w"] = _uniform(rng, (120, 16, 5, 5), 2.4 / 400)
+    p["c5.b"] = _uniform(rng, (120,), 2.4 / 400)
+    p["f6.w"] = _uniform(rng, (84, 120), 2.4 / 120)
+    p["f6.b"] = _uniform(rng, (84,), 2.4 / 120)
+    p[RBF_PARAM] = np.ascontiguousarray(RBF_CODES, dtype=np.float32)
+    assert {k: v.shape for k, v in p.items() if k != RBF_PARAM} == dict(PARAM_SHAPES)
     return p
+
+
+#: Table I as the kernels take it.
+TABLE = np.ascontiguousarray(C3_TABLE, dtype=bool)
 
 
 def lenet_forward(mod: Any, params: dict[str, np.ndarray], x: np.ndarray) -> np.ndarray:
@@ -141,34 +160,21 @@ def lenet_forward(mod: Any, params: dict[str, np.ndarray], x: np.ndarray) -> np.
     x (N,1,32,32) -> RBF outputs (N,10); the predicted class is the argmin.
     """
     p = params
-    a = mod.squash_forward(mod.conv2d_forward(x, p["c1_w"], p["c1_b"]))  # C1 (N,6,28,28)
-    a = mod.squash_forward(mod.subsample_forward(a, p["s2_coef"], p["s2_bias"]))  # S2 (N,6,14,14)
+    a = mod.squash_forward(mod.conv2d_forward(x, p["c1.w"], p["c1.b"]))  # C1 (N,6,28,28)
+    a = mod.squash_forward(mod.subsample_forward(a, p["s2.coef"], p["s2.bias"]))  # S2 (N,6,14,14)
     a = mod.squash_forward(
-        mod.sparse_conv2d_forward(a, p["c3_w"], p["c3_b"], p["c3_table"])
+        mod.sparse_conv2d_forward(a, p["c3.w"], p["c3.b"], TABLE)
     )  # C3 (N,16,10,10)
-    a = mod.squash_forward(mod.subsample_forward(a, p["s4_coef"], p["s4_bias"]))  # S4 (N,16,5,5)
-    a = mod.squash_forward(mod.conv2d_forward(a, p["c5_w"], p["c5_b"]))  # C5 (N,120,1,1)
+    a = mod.squash_forward(mod.subsample_forward(a, p["s4.coef"], p["s4.bias"]))  # S4 (N,16,5,5)
+    a = mod.squash_forward(mod.conv2d_forward(a, p["c5.w"], p["c5.b"]))  # C5 (N,120,1,1)
     a = a.reshape(a.shape[0], a.shape[1])  # (N,120), still C-contiguous
-    a = mod.squash_forward(mod.linear_forward(a, p["f6_w"], p["f6_b"]))  # F6 (N,84)
-    return mod.rbf_forward(a, p["rbf_c"])  # OUTPUT (N,10)
-
-
-def forward_macs_per_image() -> int:
-    """Multiply-adds of one forward pass, counted as for the kernels (see bench/README.md)."""
-    return (
-        6 * 28 * 28 * 1 * 25  # C1
-        + 60 * 10 * 10 * 25  # C3 (60 connections)
-        + 120 * 1 * 1 * 16 * 25  # C5
-        + 84 * 120  # F6
-    )
+    a = mod.squash_forward(mod.linear_forward(a, p["f6.w"], p["f6.b"]))  # F6 (N,84)
+    return mod.rbf_forward(a, p[RBF_PARAM])  # OUTPUT (N,10)
 
 
 def forward_flops_per_image() -> int:
-    """Flops of one forward pass: sum of the forward kernels' counts at N=1 (squash excluded)."""
-    conv_linear = 2 * forward_macs_per_image()
-    subsample = (6 * 28 * 28 + 6 * 14 * 14) + (16 * 10 * 10 + 16 * 5 * 5)
-    rbf = 3 * 10 * 84
-    return conv_linear + subsample + rbf
+    """Flops of one forward pass: 2 per multiply-add of ``MACS_PER_IMAGE["infer"]``."""
+    return 2 * MACS_PER_IMAGE["infer"]
 
 
 class Case:
@@ -208,44 +214,94 @@ def make_cases(n: int, p: dict[str, np.ndarray], rng: np.random.Generator) -> li
     # C1: conv x(N,1,32,32) w(6,1,5,5)
     macs = n * 6 * 28 * 28 * 1 * 5 * 5
     x = act(n, 1, 32, 32)
-    cases.append(Case("conv2d", "C1", (x, p["c1_w"], p["c1_b"]),
-                      (x, p["c1_w"], act(n, 6, 28, 28)), 2 * macs, 4 * macs))
+    cases.append(
+        Case(
+            "conv2d",
+            "C1",
+            (x, p["c1.w"], p["c1.b"]),
+            (x, p["c1.w"], act(n, 6, 28, 28)),
+            2 * macs,
+            4 * macs,
+        )
+    )
     # S2: subsample x(N,6,28,28)
     x = act(n, 6, 28, 28)
     big, small = n * 6 * 28 * 28, n * 6 * 14 * 14
-    cases.append(Case("subsample", "S2", (x, p["s2_coef"], p["s2_bias"]),
-                      (x, p["s2_coef"], act(n, 6, 14, 14)), big + small, big + 4 * small))
+    cases.append(
+        Case(
+            "subsample",
+            "S2",
+            (x, p["s2.coef"], p["s2.bias"]),
+            (x, p["s2.coef"], act(n, 6, 14, 14)),
+            big + small,
+            big + 4 * small,
+        )
+    )
     # C3: sparse conv x(N,6,14,14) w(60,5,5) with Table I
     macs = n * 60 * 10 * 10 * 5 * 5
     x = act(n, 6, 14, 14)
-    t = p["c3_table"]
-    cases.append(Case("sparse_conv2d", "C3", (x, p["c3_w"], p["c3_b"], t),
-                      (x, p["c3_w"], act(n, 16, 10, 10), t), 2 * macs, 4 * macs))
+    t = TABLE
+    cases.append(
+        Case(
+            "sparse_conv2d",
+            "C3",
+            (x, p["c3.w"], p["c3.b"], t),
+            (x, p["c3.w"], act(n, 16, 10, 10), t),
+            2 * macs,
+            4 * macs,
+        )
+    )
     # S4: subsample x(N,16,10,10)
     x = act(n, 16, 10, 10)
     big, small = n * 16 * 10 * 10, n * 16 * 5 * 5
-    cases.append(Case("subsample", "S4", (x, p["s4_coef"], p["s4_bias"]),
-                      (x, p["s4_coef"], act(n, 16, 5, 5)), big + small, big + 4 * small))
+    cases.append(
+        Case(
+            "subsample",
+            "S4",
+            (x, p["s4.coef"], p["s4.bias"]),
+            (x, p["s4.coef"], act(n, 16, 5, 5)),
+            big + small,
+            big + 4 * small,
+        )
+    )
     # C5: conv x(N,16,5,5) w(120,16,5,5)
     macs = n * 120 * 1 * 1 * 16 * 5 * 5
     x = act(n, 16, 5, 5)
-    cases.append(Case("conv2d", "C5", (x, p["c5_w"], p["c5_b"]),
-                      (x, p["c5_w"], act(n, 120, 1, 1)), 2 * macs, 4 * macs))
+    cases.append(
+        Case(
+            "conv2d",
+            "C5",
+            (x, p["c5.w"], p["c5.b"]),
+            (x, p["c5.w"], act(n, 120, 1, 1)),
+            2 * macs,
+            4 * macs,
+        )
+    )
     # F6: linear x(N,120) w(84,120)
     macs = n * 84 * 120
     x = act(n, 120)
-    cases.append(Case("linear", "F6", (x, p["f6_w"], p["f6_b"]),
-                      (x, p["f6_w"], act(n, 84)), 2 * macs, 4 * macs))
+    cases.append(
+        Case(
+            "linear",
+            "F6",
+            (x, p["f6.w"], p["f6.b"]),
+            (x, p["f6.w"], act(n, 84)),
+            2 * macs,
+            4 * macs,
+        )
+    )
     # squash on the C1 output size (N,6,28,28); backward takes y = f(a), so |y| < 1.7159
     a = rng.standard_normal((n, 6, 28, 28)).astype(np.float32)
     y = R.squash_forward(a)
-    cases.append(Case("squash", "C1 out", (a,), (y, act(n, 6, 28, 28)), None, None,
-                      elems=n * 6 * 28 * 28))
+    cases.append(
+        Case("squash", "C1 out", (a,), (y, act(n, 6, 28, 28)), None, None, elems=n * 6 * 28 * 28)
+    )
     # RBF: x(N,84), centres RBF_CODES (10,84): per (n,i,j) one subtract + one multiply-add
     x = _uniform(rng, (n, 84), 1.7159)
     nmj = n * 10 * 84
-    cases.append(Case("rbf", "OUTPUT", (x, p["rbf_c"]), (x, p["rbf_c"], act(n, 10)),
-                      3 * nmj, 6 * nmj))
+    cases.append(
+        Case("rbf", "OUTPUT", (x, p[RBF_PARAM]), (x, p[RBF_PARAM], act(n, 10)), 3 * nmj, 6 * nmj)
+    )
     return cases
 
 
@@ -260,173 +316,26 @@ def _as_tuple(out: Any) -> tuple:
     return out if isinstance(out, tuple) else (out,)
 
 
-def check_close(what: str, got: tuple, want: tuple) -> float:
-    """Raise ValidationError unless every output matches; return the worst err / tolerance."""
-    if len(got) != len(want):
-        raise ValidationError(f"{what}: {len(got)} outputs, reference gives {len(want)}")
-    worst = 0.0
-    for i, (g, w) in enumerate(zip(got, want)):
-        g = np.asarray(g)
-        if g.shape != w.shape:
-            raise ValidationError(f"{what}: output {i} has shape {g.shape}, reference {w.shape}")
-        if g.dtype != np.float32:
-            raise ValidationError(f"{what}: output {i} has dtype {g.dtype}, expected float32")
-        atol = ATOL_REL * max(1.0, float(np.abs(w).max(initial=0.0)))
-        err = np.abs(g.astype(np.float64) - w)
-        tol = atol + RTOL * np.abs(w)
-        if not np.all(np.isfinite(g)) or not np.allclose(g, w, rtol=RTOL, atol=atol):
-            j = np.unravel_index(int(np.nanargmax(np.where(np.isfinite(err), err / tol, np.inf))),
-                                 err.shape)
-            raise ValidationError(
-                f"{what}: output {i} (shape {w.shape}) disagrees with lenet_fast.reference: "
-                f"at index {tuple(int(v) for v in j)} got {float(g[j])!r}, want {float(w[j])!r}; "
-                f"max |err| {float(np.nanmax(err)):.3g} > rtol {RTOL:g} / atol {atol:.3g}"
-            )
-        worst = max(worst, float((err / tol).max(initial=0.0)))
-    return worst
-
-
-# --------------------------------------------------------------------------- timing
-
-
-def measure(fn: Callable[[], Any], repeats: int, min_run_s: float, warmup_s: float) -> dict:
-    """Warm up, then time ``repeats`` runs of back-to-back calls, each >= ``min_run_s``.
-
-    Returns seconds per call: median, min and max over the runs, and the calls per run.
-    """
-    clock = time.perf_counter
-    fn()  # first call: page faults, lazy initialisation
-    calls, t0 = 0, clock()
-    while True:
-        fn()
-        calls += 1
-        elapsed = clock() - t0
-        if elapsed >= warmup_s and calls >= 2:
-            break
-    per_call = elapsed / calls
-    n_calls = max(1, math.ceil(min_run_s / max(per_call, 1e-9)))
-    samples = []
-    for _ in range(repeats):
-        t0 = clock()
-        for _ in range(n_calls):
-            fn()
-        samples.append((clock() - t0) / n_calls)
-    return {
-        "median_s": statistics.median(samples),
-        "min_s": min(samples),
-        "max_s": max(samples),
-        "calls_per_run": n_calls,
-        "runs": repeats,
-        "samples_s": samples,
-    }
-
-
-# --------------------------------------------------------------------------- facts
-
-
-def _git(*cmd: str) -> str | None:
-    try:
-        out = subprocess.run(
-            ["git", *cmd], cwd=Path(__file__).resolve().parent, capture_output=True,
-            text=True, timeout=10, check=True,
-        )
-        return out.stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return None
-
-
-def machine_facts(args: argparse.Namespace, isas: list[str]) -> dict:
-    info = lenet_fast.info()
-    commit = _git("rev-parse", "--short", "HEAD") or "unknown"
-    dirty = _git("status", "--porcelain", "--untracked-files=no")
-    return {
-        "cpu": info.get("cpu"),
-        "machine": info.get("machine"),
-        "cores": os.cpu_count(),
-        "isas_benchmarked": isas,
-        "available_isas": info.get("available_isas"),
-        "threads": args.threads,
-        "openmp": info.get("openmp"),
-        "compiler": info.get("compiler"),
-        "lenet_fast_version": info.get("version"),
-        "git_commit": commit,
-        "git_tree_modified": bool(dirty) if dirty is not None else None,
-        "numpy_version": np.__version__,
-        "python_version": platform.python_version(),
-        "blas_threads_env": {v: os.environ.get(v) for v in
-                             ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")},
-        "openblas_coretype": os.environ.get("OPENBLAS_CORETYPE"),
-        "date": _dt.datetime.now(_dt.timezone.utc).astimezone().isoformat(timespec="seconds"),
-    }
-
-
-# --------------------------------------------------------------------------- report
-
-
-def _fmt_us(s: float) -> str:
-    us = s * 1e6
-    if us >= 1000:
-        return f"{us:,.0f}"
-    if us >= 10:
-        return f"{us:.1f}"
-    return f"{us:.2f}"
-
-
-def _fmt_rate(v: float) -> str:
-    return f"{v:,.0f}" if v >= 100 else f"{v:.3g}"
-
-
-def header_lines(facts: dict, args: argparse.Namespace, timing: tuple[float, float]) -> list[str]:
-    commit = facts["git_commit"] + (" (working tree modified)" if facts["git_tree_modified"] else "")
-    blas = ", ".join(f"{k}={v}" for k, v in facts["blas_threads_env"].items() if v is not None)
+def header(facts: dict, args: argparse.Namespace, timing: tuple[float, float]) -> list[str]:
     return [
         "# lenet_fast kernel benchmark",
         "",
-        f"- CPU: {facts['cpu']} ({facts['machine']}, {facts['cores']} logical cores)",
-        f"- ISA: {', '.join(facts['isas_benchmarked'])} (available: "
-        f"{', '.join(facts['available_isas'])})",
-        f"- threads: {facts['threads']} per kernel call (OpenMP: {facts['openmp']}); "
-        f"NumPy BLAS for the reference: {blas or 'library default'}",
-        f"- compiler: {facts['compiler']}",
-        f"- lenet_fast {facts['lenet_fast_version']}, git commit {commit}",
-        f"- numpy {facts['numpy_version']}, Python {facts['python_version']}",
-        f"- date: {facts['date']}",
+        *facts_lines(facts),
+        f"- ISA benchmarked: {', '.join(facts['isas_benchmarked'])}; threads: "
+        f"{facts['threads']} per kernel call; NumPy BLAS for the reference: "
+        + (
+            ", ".join(
+                f"{k}={v}"
+                for k, v in facts["thread_environment"].items()
+                if v is not None and k.endswith("NUM_THREADS")
+            )
+            or "library default"
+        ),
         f"- method: every kernel validated against lenet_fast.reference (float64) first "
         f"(rtol {RTOL:g}, atol {ATOL_REL:g} x max(1, max|ref|)); then warm-up and "
         f"{args.repeats} timed runs of >= {timing[0] * 1e3:g} ms each (time.perf_counter); "
         f"median per call, min-max over the runs" + (" [--quick]" if args.quick else ""),
     ]
-
-
-def kernel_table(rows: list[dict]) -> list[str]:
-    out = [
-        "| kernel | layer | direction | batch | ISA | median us | min-max us | GFLOP/s | Gelem/s |",
-        "|---|---|---|---:|---|---:|---:|---:|---:|",
-    ]
-    for r in rows:
-        gf = "-" if r["gflops"] is None else f"{r['gflops']:.2f}"
-        ge = "-" if r["gelems"] is None else f"{r['gelems']:.2f}"
-        out.append(
-            f"| {r['kernel']} | {r['layer']} | {r['direction']} | {r['batch']} | {r['isa']} | "
-            f"{_fmt_us(r['median_s'])} | {_fmt_us(r['min_s'])}-{_fmt_us(r['max_s'])} | {gf} | {ge} |"
-        )
-    return out
-
-
-def pass_table(rows: list[dict]) -> list[str]:
-    out = [
-        "| implementation | ISA | batch | median images/s | min-max images/s | median ms/batch "
-        "| GFLOP/s | vs reference |",
-        "|---|---|---:|---:|---:|---:|---:|---:|",
-    ]
-    for r in rows:
-        ratio = "1 (baseline)" if r["ratio_vs_reference"] is None else f"{r['ratio_vs_reference']:,.1f}x"
-        out.append(
-            f"| {r['implementation']} | {r['isa']} | {r['batch']} | {_fmt_rate(r['images_per_s'])} | "
-            f"{_fmt_rate(r['images_per_s_min'])}-{_fmt_rate(r['images_per_s_max'])} | "
-            f"{r['median_s'] * 1e3:.3g} | {r['gflops']:.2f} | {ratio} |"
-        )
-    return out
 
 
 # --------------------------------------------------------------------------- main
@@ -440,28 +349,38 @@ def run(args: argparse.Namespace) -> int:
     elif args.isa in available:
         isas = [args.isa]
     else:
-        print(f"error: --isa {args.isa!r}: not available here (available: {available})",
-              file=sys.stderr)
+        print(
+            f"error: --isa {args.isa!r}: not available here (available: {available})",
+            file=sys.stderr,
+        )
         return 2
     timing = QUICK_TIMING if args.quick else FULL_TIMING
     original_isa = lenet_fast.get_isa()
     lenet_fast.set_num_threads(args.threads)
     if lenet_fast.get_num_threads() != args.threads:
-        print(f"error: set_num_threads({args.threads}) left get_num_threads() = "
-              f"{lenet_fast.get_num_threads()}", file=sys.stderr)
+        print(
+            f"error: set_num_threads({args.threads}) left get_num_threads() = "
+            f"{lenet_fast.get_num_threads()}",
+            file=sys.stderr,
+        )
         return 2
-    facts = machine_facts(args, isas)
+    facts = machine_facts(threads=args.threads)
+    facts["isas_benchmarked"] = isas
 
     rng = np.random.default_rng(args.seed)
     params = make_params(rng)
-    params64 = {k: (v.astype(np.float64) if v.dtype == np.float32 else v) for k, v in params.items()}
+    params64 = {
+        k: (v.astype(np.float64) if v.dtype == np.float32 else v) for k, v in params.items()
+    }
     cases = {n: make_cases(n, params, rng) for n in args.batches}
     images = {n: _uniform(rng, (n, 1, 32, 32), 1.0) for n in args.batches}
 
     # Reference results, computed once per batch on float64 copies, shared by every ISA.
     ref_kernels = {
-        n: [{d: _as_tuple(c.fn(R, d)(*_to64(c.args(d)))) for d in ("forward", "backward")}
-            for c in cases[n]]
+        n: [
+            {d: _as_tuple(c.fn(R, d)(*_to64(c.args(d)))) for d in ("forward", "backward")}
+            for c in cases[n]
+        ]
         for n in args.batches
     }
     ref_pass = {n: lenet_forward(R, params64, images[n].astype(np.float64)) for n in args.batches}
@@ -485,14 +404,22 @@ def run(args: argparse.Namespace) -> int:
                         # 2. time
                         m = measure(lambda fn=fn, a=a: fn(*a), args.repeats, *timing)
                         flops = case.flops[d]
-                        kernel_rows.append({
-                            "kernel": case.kernel, "layer": case.layer, "direction": d,
-                            "batch": n, "isa": isa, **m,
-                            "flops_per_call": flops,
-                            "gflops": None if flops is None else flops / m["median_s"] / 1e9,
-                            "elems_per_call": case.elems,
-                            "gelems": None if case.elems is None else case.elems / m["median_s"] / 1e9,
-                        })
+                        kernel_rows.append(
+                            {
+                                "kernel": case.kernel,
+                                "layer": case.layer,
+                                "direction": d,
+                                "batch": n,
+                                "isa": isa,
+                                **m,
+                                "flops_per_call": flops,
+                                "gflops": None if flops is None else flops / m["median_s"] / 1e9,
+                                "elems_per_call": case.elems,
+                                "gelems": None
+                                if case.elems is None
+                                else case.elems / m["median_s"] / 1e9,
+                            }
+                        )
                 # whole forward pass
                 what = f"lenet_forward (batch {n}, isa {isa})"
                 worst = check_close(what, (lenet_forward(K, params, images[n]),), (ref_pass[n],))
@@ -502,10 +429,13 @@ def run(args: argparse.Namespace) -> int:
         # the NumPy reference, on the same float32 inputs a user would pass
         for n in args.batches:
             got = lenet_forward(R, params, images[n])
-            check_close(f"lenet_forward (reference on float32 inputs, batch {n})", (got,),
-                        (ref_pass[n],))
+            check_close(
+                f"lenet_forward (reference on float32 inputs, batch {n})", (got,), (ref_pass[n],)
+            )
             m = measure(lambda n=n: lenet_forward(R, params, images[n]), args.repeats, *timing)
-            pass_rows.append({"implementation": "reference (NumPy)", "isa": "numpy", "batch": n, **m})
+            pass_rows.append(
+                {"implementation": "reference (NumPy)", "isa": "numpy", "batch": n, **m}
+            )
     except ValidationError as e:
         print(f"\nVALIDATION FAILED, nothing is reported: {e}", file=sys.stderr)
         return 1
@@ -519,12 +449,34 @@ def run(args: argparse.Namespace) -> int:
         r["images_per_s_min"] = r["batch"] / r["max_s"]
         r["images_per_s_max"] = r["batch"] / r["min_s"]
         r["gflops"] = flops_img * r["images_per_s"] / 1e9
-        r["ratio_vs_reference"] = (None if r["isa"] == "numpy"
-                                   else r["images_per_s"] / ref_ips[r["batch"]])
+        r["ratio_vs_reference"] = (
+            None if r["isa"] == "numpy" else r["images_per_s"] / ref_ips[r["batch"]]
+        )
 
     worst = max(validation, key=lambda v: v["worst_err_over_tol"])
     elapsed = time.perf_counter() - t_start
-    lines = header_lines(facts, args, timing)
+    result = {
+        "schema": SCHEMA,
+        "script": "bench/bench_kernels.py",
+        "facts": facts,
+        "settings": {
+            "quick": args.quick,
+            "repeats": args.repeats,
+            "threads": args.threads,
+            "batches": args.batches,
+            "seed": args.seed,
+            "min_run_s": timing[0],
+            "warmup_s": timing[1],
+            "rtol": RTOL,
+            "atol_rel": ATOL_REL,
+        },
+        "validation": validation,
+        "kernels": kernel_rows,
+        "forward_pass": pass_rows,
+        "forward_flops_per_image": flops_img,
+        "run_time_s": elapsed,
+    }
+    lines = header(facts, args, timing)
     lines += [
         "",
         f"Validation: {len(validation)} checks passed (every kernel forward and backward, and "
@@ -533,36 +485,25 @@ def run(args: argparse.Namespace) -> int:
         "",
         "## Kernels at LeNet-5 shapes",
         "",
-        *kernel_table(kernel_rows),
+        *kernel_table(result),
         "",
         "GFLOP/s: 2 flops per multiply-add, counts in bench/README.md; squash reports "
         "Gelem/s (elements per second) instead.",
         "",
         "## LeNet-5 forward pass (C1-S2-C3-S4-C5-F6-RBF, squash after each of C1..F6)",
         "",
-        *pass_table(pass_rows),
+        *pass_table(result),
         "",
-        f"GFLOP/s at {flops_img:,} flops per image ({forward_macs_per_image():,} conv/linear "
-        f"multiply-adds); 'vs reference' = median images/s over the reference's at the same batch.",
+        f"GFLOP/s at {flops_img:,} flops per image (2 per multiply-add, "
+        f"{MACS_PER_IMAGE['infer']:,} multiply-adds); 'vs reference' = median images/s over "
+        "the reference's at the same batch.",
         "",
         f"Total run time {elapsed:.1f} s.",
     ]
     print("\n".join(lines))
 
     if args.json:
-        result = {
-            "facts": facts,
-            "settings": {"quick": args.quick, "repeats": args.repeats, "threads": args.threads,
-                         "batches": args.batches, "seed": args.seed,
-                         "min_run_s": timing[0], "warmup_s": timing[1],
-                         "rtol": RTOL, "atol_rel": ATOL_REL},
-            "validation": validation,
-            "kernels": kernel_rows,
-            "forward_pass": pass_rows,
-            "forward_flops_per_image": flops_img,
-            "run_time_s": elapsed,
-        }
-        Path(args.json).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+        write_json(args.json, result)
     return 0
 
 

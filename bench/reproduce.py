@@ -9,30 +9,46 @@ Each run is ``lenet-fast train`` with the defaults (the paper's recipe) and ``--
 per-pass checkpoints under ``--out``. ``--jobs 2`` runs two at a time (one per core on a
 2-core machine); each run's wall time is then measured while another run shares the
 machine. The paper: 0.95% test error without distortions, 0.8% with (+-0.1%).
+
+The summary (machine facts, settings, each run's errors and time) goes to ``--json``
+(default bench/results/reproduce.json); each run's full history to ``--out``.
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import os
-import platform
-import statistics
 import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
-PAPER = {False: 0.95, True: 0.80}
+from harness.facts import machine_facts
+from harness.output import SCHEMA, default_json, source_line, write_json
+from harness.tables import reproduce_table
+
+#: The paper's test error, %, without and with distortions.
+PAPER = {"plain": 0.95, "distort": 0.80}
 
 
 def run_one(args: argparse.Namespace, seed: int, distort: bool) -> dict:
     name = f"{'distort' if distort else 'plain'}-seed{seed}"
     out = Path(args.out) / name
-    cmd = [sys.executable, "-m", "lenet_fast.cli", "train", "--passes", str(args.passes),
-           "--seed", str(seed), "--out", str(out)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "lenet_fast.cli",
+        "train",
+        "--passes",
+        str(args.passes),
+        "--seed",
+        str(seed),
+        "--out",
+        str(out),
+    ]
     if args.data:
         cmd += ["--data", args.data]
     if distort:
@@ -44,54 +60,47 @@ def run_one(args: argparse.Namespace, seed: int, distort: bool) -> dict:
         r = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
     seconds = time.perf_counter() - t0
     if r.returncode != 0:
-        raise SystemExit(f"{name} failed (exit {r.returncode}); see {Path(args.out) / (name + '.log')}")
+        raise SystemExit(
+            f"{name} failed (exit {r.returncode}); see {Path(args.out) / (name + '.log')}"
+        )
     from lenet_fast import LeNet5
 
     hist = LeNet5.load(out / "model.npz").history
     last = hist[-1]
-    print(f"{name}: test error {100 * last['test_error']:.2f}%  train error {100 * last['train_error']:.2f}%  "
-          f"{seconds / 60:.1f} min", flush=True)
-    return {"seed": seed, "distort": distort, "test_error": last["test_error"],
-            "train_error": last["train_error"], "seconds": seconds, "history": hist}
+    print(
+        f"{name}: test error {100 * last['test_error']:.2f}%  train error {100 * last['train_error']:.2f}%  "
+        f"{seconds / 60:.1f} min",
+        flush=True,
+    )
+    return {
+        "seed": seed,
+        "distort": distort,
+        "test_error": last["test_error"],
+        "train_error": last["train_error"],
+        "seconds": seconds,
+        "history": hist,
+    }
 
 
-def machine() -> str:
-    import lenet_fast
-
-    i = lenet_fast.info()
-    return (f"{i['cpu']} ({os.cpu_count()} logical cores), {i['isa']}, 1 thread per run, "
-            f"lenet_fast {i['version']}, Python {platform.python_version()}")
-
-
-def commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                              check=True, cwd=Path(__file__).parent).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
-def table(results: list[dict], args: argparse.Namespace) -> str:
-    lines = [
-        f"LeNet-5, SDLM, {args.passes} passes of 60,000 patterns; machine: {machine()}; "
-        f"code of commit {args.commit}; {dt.date.today().isoformat()}; {args.jobs} run(s) at a time.",
-        "",
-        "| training set | seed | test error | train error (on the fly, last pass) | wall time |",
-        "|---|---:|---:|---:|---:|",
-    ]
-    for distort in (False, True):
-        rows = [r for r in results if r["distort"] == distort]
-        if not rows:
-            continue
-        label = "distorted (paper III-C)" if distort else "original 60,000"
-        for r in sorted(rows, key=lambda r: r["seed"]):
-            lines.append(f"| {label} | {r['seed']} | {100 * r['test_error']:.2f}% | "
-                         f"{100 * r['train_error']:.2f}% | {r['seconds'] / 60:.1f} min |")
-        med = statistics.median(r["test_error"] for r in rows)
-        lines.append(f"| {label} | **median** | **{100 * med:.2f}%** (paper {PAPER[distort]:.2f}%) | "
-                     f"{100 * statistics.median(r['train_error'] for r in rows):.2f}% | "
-                     f"{statistics.median(r['seconds'] for r in rows) / 60:.1f} min |")
-    return "\n".join(lines) + "\n"
+def result_json(
+    args: argparse.Namespace, facts: dict[str, Any], results: list[dict[str, Any]]
+) -> dict[str, Any]:
+    runs = [{k: v for k, v in r.items() if k != "history"} for r in results]
+    return {
+        "schema": SCHEMA,
+        "script": "bench/reproduce.py",
+        "facts": facts,
+        "settings": {
+            "passes": args.passes,
+            "seeds": args.seeds,
+            "jobs": args.jobs,
+            "only": args.only,
+            "extra_train_options": args.extra,
+            "data": args.data,
+        },
+        "paper_test_error_percent": PAPER,
+        "runs": runs,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -102,18 +111,29 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--jobs", type=int, default=2, help="runs at a time (default 2)")
     p.add_argument("--only", choices=("plain", "distort"), help="run only one of the two settings")
     p.add_argument("--out", default="reproduce-runs", help="folder for models, logs and the table")
-    p.add_argument("extra", nargs=argparse.REMAINDER, help="more `lenet-fast train` options after --")
+    p.add_argument(
+        "--json",
+        metavar="PATH",
+        default=default_json("reproduce"),
+        help="the summary as JSON (default %(default)s)",
+    )
+    p.add_argument(
+        "extra", nargs=argparse.REMAINDER, help="more `lenet-fast train` options after --"
+    )
     args = p.parse_args(argv)
     args.extra = [a for a in args.extra if a != "--"]
-    args.commit = commit()  # the code the runs use, before anything else can change it
+    # the code the runs use, before anything else can change it
+    facts = machine_facts(threads=1)
     Path(args.out).mkdir(parents=True, exist_ok=True)
     settings = [d for d in (False, True) if args.only is None or d == (args.only == "distort")]
     jobs = [(s, d) for d in settings for s in args.seeds]
     with ThreadPoolExecutor(max(1, args.jobs)) as pool:
         results = list(pool.map(lambda sd: run_one(args, *sd), jobs))
-    md = table(results, args)
+    result = result_json(args, facts, results)
+    md = "\n".join([*reproduce_table(result), "", source_line(args.json, facts)]) + "\n"
     (Path(args.out) / "results.md").write_text(md)
     (Path(args.out) / "results.json").write_text(json.dumps(results, indent=1))
+    write_json(args.json, result)
     print()
     print(md)
     return 0

@@ -15,7 +15,8 @@ import pytest
 BENCH = Path(__file__).resolve().parents[2] / "bench"
 SUITE = BENCH / "bench_suite.py"
 sys.path.insert(0, str(BENCH))
-import bench_suite
+import bench_suite  # noqa: E402
+from harness import worker  # noqa: E402
 
 # small and quick, but every kind of check: inference at 1 and 2 threads, training at batch 1
 ARGS = ["--quick", "--repeats", "1", "--cases", "infer:2:1,infer:4:2,train:1:1"]
@@ -86,9 +87,7 @@ def test_each_implementation_in_its_own_process(tmp_path):
     ],
 )
 def test_a_dead_worker_is_a_failed_peer(tmp_path, capsys, code, why):
-    part = bench_suite.run_worker_process(
-        [sys.executable, "-c", code], "torch", tmp_path / "part.json"
-    )
+    part = worker.run_worker_process([sys.executable, "-c", code], "torch", tmp_path / "part.json")
     assert part["status"] == {"torch": "failed"}
     assert why in part["crashed"] and part["fatal"] is None
     assert part["notes"] == [f"PyTorch eager: failed: {part['crashed']}; not timed"]
@@ -123,3 +122,42 @@ def test_a_dead_peer_is_reported_a_dead_lenet_fast_stops_the_run(monkeypatch, ca
     out, err = capsys.readouterr()
     assert started == ["lenet_fast"] and out == ""
     assert "lenet_fast's process failed, nothing is reported" in err
+
+
+def test_a_wrong_output_fails_validation_and_a_right_one_passes():
+    import numpy as np
+
+    from harness.validation import ValidationError, check_forward, check_gradients
+
+    want = np.linspace(-2.0, 3.0, 20).reshape(2, 10)
+    assert check_forward("ok", want.astype(np.float32), want) < 1.0
+    bad = want.astype(np.float32)
+    bad[1, 3] += 1e-3  # 1e-4 * max(1, 3) = 3e-4 allowed
+    with pytest.raises(ValidationError, match=r"bad: disagrees .* at \(1, 3\)"):
+        check_forward("bad", bad, want)
+    g = {"c1.w": np.ones((2, 2))}
+    with pytest.raises(ValidationError, match="the gradient of c1.w"):
+        check_gradients("g", {"c1.w": g["c1.w"] * (1 + 1e-3)}, g)
+
+
+def test_alternating_timing_runs_each_callable_once_per_round():
+    from harness.timing import measure_alternating
+
+    order: list[str] = []
+    out = measure_alternating(
+        {"a": lambda: order.append("a"), "b": lambda: order.append("b")}, 3, 0.0, 0.0
+    )
+    assert [out[k]["runs"] for k in "ab"] == [3, 3]
+    timed = order[-6:]  # after the warm-up calls, one run of each per round
+    assert timed == ["a", "b"] * 3 and out["a"]["calls_per_run"] == 1
+
+
+def test_the_implementations_have_lenet_fasts_parameter_names():
+    from harness.impls import KEYS, get
+    from lenet_fast.layout import MACS_PER_IMAGE, PARAM_SHAPES
+
+    assert list(PARAM_SHAPES)[:2] == ["c1.w", "c1.b"] and len(PARAM_SHAPES) == 12
+    assert MACS_PER_IMAGE == {"infer": 328_096, "train": 865_848}
+    assert KEYS[0] == "lenet_fast"
+    for key in KEYS:
+        assert get(key).key == key

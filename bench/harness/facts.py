@@ -1,0 +1,117 @@
+"""The facts a measurement is quoted with: CPU, ISA, threads, versions, commit, date."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import platform
+import subprocess
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+from .threads import thread_env
+
+REPO = Path(__file__).resolve().parents[2]
+PEER_PACKAGES = ("torch", "onnxruntime", "onnx")
+
+
+def git(*cmd: str) -> str | None:
+    """The output of ``git CMD`` in this repository, or None without git or a repository."""
+    try:
+        out = subprocess.run(
+            ["git", *cmd], cwd=REPO, capture_output=True, text=True, timeout=10, check=True
+        )
+        return out.stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def load_average() -> float | None:
+    """The 1-minute load average, or None where the OS has none."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (AttributeError, OSError):
+        return None
+
+
+def _version(package: str) -> str | None:
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return None
+
+
+def cpu_flags() -> str:
+    """The SIMD flags that matter here (avx2, fma, avx512f) among /proc/cpuinfo's."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    have = set(line.split(":", 1)[1].split())
+                    return " ".join(x for x in ("avx2", "fma", "avx512f") if x in have)
+    except OSError:
+        pass
+    return ""
+
+
+def cpu_model() -> str | None:
+    """The CPU's model name from /proc/cpuinfo, or None."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return None
+
+
+def machine_facts(threads: int | list[int] | None = None) -> dict[str, Any]:
+    """Everything a result is quoted with. ``threads``: the thread count(s) measured."""
+    import numpy as np
+
+    import lenet_fast
+
+    info = lenet_fast.info()
+    dirty = git("status", "--porcelain", "--untracked-files=no")
+    return {
+        "cpu": cpu_model() or info.get("cpu"),
+        "cpu_flags": cpu_flags(),
+        "machine": info.get("machine") or platform.machine(),
+        "cores": os.cpu_count(),
+        "isa": info.get("isa"),
+        "available_isas": info.get("available_isas"),
+        "threads": threads,
+        "openmp": info.get("openmp"),
+        "compiler": info.get("compiler"),
+        "versions": {
+            "python": platform.python_version(),
+            "numpy": np.__version__,
+            "lenet_fast": info.get("version"),
+            **{p: _version(p) for p in PEER_PACKAGES},
+        },
+        "git_commit": git("rev-parse", "--short", "HEAD") or "unknown",
+        "git_tree_modified": bool(dirty) if dirty is not None else None,
+        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "load_average_1min_at_start": load_average(),
+        "thread_environment": thread_env(),
+        "lenet_fast_info": info,
+    }
+
+
+def header_lines(facts: dict[str, Any]) -> list[str]:
+    """The markdown lines that say where and with what a run was measured."""
+    v = facts["versions"]
+    modified = " (working tree modified)" if facts["git_tree_modified"] else ""
+    commit = facts["git_commit"] + modified
+    return [
+        f"- CPU: {facts['cpu']} ({facts['machine']}, {facts['cores']} logical cores; "
+        f"{facts['cpu_flags'] or 'no AVX2'})",
+        f"- lenet_fast {v['lenet_fast']}, ISA {facts['isa']} (available: "
+        f"{', '.join(facts['available_isas'])}), {facts['compiler']}, OpenMP {facts['openmp']}; "
+        f"git commit {commit}",
+        f"- Python {v['python']}, numpy {v['numpy']}"
+        + "".join(f", {p} {v[p]}" for p in PEER_PACKAGES if v.get(p)),
+        f"- date: {facts['date']}",
+    ]

@@ -1,0 +1,200 @@
+"""The markdown tables of the results, from the JSON the scripts write: the scripts' reports
+print them and ``bench/render_tables.py`` puts them into the README and docs, so a table
+reads the same wherever it appears."""
+
+from __future__ import annotations
+
+import statistics
+from typing import Any, Callable
+
+from .impls import LABELS
+from .output import md_table, ms, rate, us
+
+
+def _case(key: str) -> tuple[str, int, int]:
+    task, b, t = key.split(":")
+    return task, int(b), int(t)
+
+
+def case_label(key: str) -> str:
+    task, b, t = _case(key)
+    what = "inference" if task == "infer" else "training step"
+    return f"{what}, batch {b}, {t} thr"
+
+
+def _label(key: str) -> str:
+    return LABELS.get(key, key)
+
+
+def suite_summary(res: dict[str, Any]) -> list[str]:
+    """Median images/s per implementation and case, and lenet_fast's targets."""
+    cases = res["settings"]["cases"]
+    rows = {(r["impl"], r["case"]): r for r in res["results"]}
+    head = ["implementation"] + [
+        f"{'infer' if _case(c)[0] == 'infer' else 'train'} b={_case(c)[1]}, {_case(c)[2]} thr"
+        for c in cases
+    ]
+    body = []
+    for key, peer in res["peers"].items():
+        cells = []
+        for c in cases:
+            r = rows.get((key, c))
+            if r and r.get("images_per_s"):
+                cells.append(rate(r["images_per_s"]))
+            else:
+                cells.append((r or {}).get("why", peer["status"]))
+        body.append([_label(key), *cells])
+    targets = res.get("targets", {})
+    if any(c in targets for c in cases):
+        body.append(["*target for lenet_fast*", *(rate(targets.get(c)) for c in cases)])
+    return md_table(head, "l" + "r" * len(cases), body)
+
+
+def suite_detail(res: dict[str, Any]) -> list[str]:
+    """Every measurement: median and min-max images/s, ms per step, % of FMA peak, ratio."""
+    body = []
+    for r in res["results"]:
+        if r.get("images_per_s") is None:
+            continue
+        ratio = "-" if r["impl"] == "lenet_fast" or r.get("ratio") is None else f"{r['ratio']:.2f}x"
+        body.append(
+            [
+                case_label(r["case"]),
+                _label(r["impl"]),
+                rate(r["images_per_s"]),
+                f"{rate(r['images_per_s_min'])}-{rate(r['images_per_s_max'])}",
+                ms(r["s_per_step"]),
+                f"{100 * r['peak_fraction']:.1f}%",
+                ratio,
+            ]
+        )
+    head = [
+        "case",
+        "implementation",
+        "median images/s",
+        "min-max images/s",
+        "median ms/step",
+        "% of FMA peak",
+        "lenet_fast / this",
+    ]
+    return md_table(head, "llrrrrr", body)
+
+
+def kernel_table(res: dict[str, Any]) -> list[str]:
+    """Every kernel at LeNet-5's shapes: time per call, GFLOP/s (squash: Gelem/s)."""
+    body = []
+    for r in res["kernels"]:
+        gf = "-" if r["gflops"] is None else f"{r['gflops']:.2f}"
+        ge = "-" if r["gelems"] is None else f"{r['gelems']:.2f}"
+        body.append(
+            [
+                r["kernel"],
+                r["layer"],
+                r["direction"],
+                str(r["batch"]),
+                r["isa"],
+                us(r["median_s"]),
+                f"{us(r['min_s'])}-{us(r['max_s'])}",
+                gf,
+                ge,
+            ]
+        )
+    head = [
+        "kernel",
+        "layer",
+        "direction",
+        "batch",
+        "ISA",
+        "median us",
+        "min-max us",
+        "GFLOP/s",
+        "Gelem/s",
+    ]
+    return md_table(head, "lllrlrrrr", body)
+
+
+def pass_table(res: dict[str, Any]) -> list[str]:
+    """The forward pass built from the kernels, against the NumPy reference."""
+    body = []
+    for r in res["forward_pass"]:
+        ratio = (
+            "1 (baseline)"
+            if r["ratio_vs_reference"] is None
+            else f"{r['ratio_vs_reference']:,.1f}x"
+        )
+        body.append(
+            [
+                r["implementation"],
+                r["isa"],
+                str(r["batch"]),
+                rate(r["images_per_s"]),
+                f"{rate(r['images_per_s_min'])}-{rate(r['images_per_s_max'])}",
+                f"{r['median_s'] * 1e3:.3g}",
+                f"{r['gflops']:.2f}",
+                ratio,
+            ]
+        )
+    head = [
+        "implementation",
+        "ISA",
+        "batch",
+        "median images/s",
+        "min-max images/s",
+        "median ms/batch",
+        "GFLOP/s",
+        "vs reference",
+    ]
+    return md_table(head, "llrrrrrr", body)
+
+
+def kernels_all(res: dict[str, Any]) -> list[str]:
+    return [*kernel_table(res), "", *pass_table(res)]
+
+
+def reproduce_table(res: dict[str, Any]) -> list[str]:
+    """Test error per training set and seed, the median, and the paper's figure."""
+    passes = res["settings"]["passes"]
+    body = []
+    for distort in (False, True):
+        runs = sorted((r for r in res["runs"] if r["distort"] == distort), key=lambda r: r["seed"])
+        if not runs:
+            continue
+        label = "distorted (paper III-C)" if distort else "original 60,000"
+        for r in runs:
+            body.append(
+                [
+                    label,
+                    str(r["seed"]),
+                    f"{100 * r['test_error']:.2f}%",
+                    f"{100 * r['train_error']:.2f}%",
+                    f"{r['seconds'] / 60:.1f} min",
+                ]
+            )
+        paper = res["paper_test_error_percent"]["distort" if distort else "plain"]
+        med = statistics.median(r["test_error"] for r in runs)
+        body.append(
+            [
+                label,
+                "**median**",
+                f"**{100 * med:.2f}%** (paper {paper:.2f}%)",
+                f"{100 * statistics.median(r['train_error'] for r in runs):.2f}%",
+                f"{statistics.median(r['seconds'] for r in runs) / 60:.1f} min",
+            ]
+        )
+    head = [
+        "training set",
+        "seed",
+        f"test error after {passes} passes",
+        "train error (on the fly, last pass)",
+        "wall time",
+    ]
+    return md_table(head, "lrrrr", body)
+
+
+#: block name -> (result file under bench/results/, table of it)
+BLOCKS: dict[str, tuple[str, Callable[[dict[str, Any]], list[str]]]] = {
+    "suite": ("suite.json", suite_summary),
+    "suite-detail": ("suite.json", suite_detail),
+    "kernels": ("kernels.json", kernels_all),
+    "reproduce": ("reproduce.json", reproduce_table),
+}
