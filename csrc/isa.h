@@ -68,6 +68,15 @@ struct KernelTable {
     // roundings of numpy's w -= step * g with g = d x; no FMA there).
     void (*outer_update)(float* w, const float* step, const float* x, float d, int64_t n);
 
+    // Why two forward and two weight-gradient convolutions: conv_plane and conv_dw_plane
+    // serve the per-layer API, whose planes are dense (Ho,Wo) and whose weight gradient sums
+    // a whole batch (double across images); the flat pair below serves the fused network,
+    // whose planes keep the input's row stride (junk columns zero) and whose gradient is per
+    // image. Running the drivers on the flat pair would add a copy into and out of the flat
+    // layout per plane. conv_acc_flat and conv_plane give the same bits, held by
+    // tests/network/test_network_forward.py (the fused forward against the layer-by-layer
+    // kernels, both ISAs); the two weight gradients sum in different orders by design.
+    //
     // K planes accumulate the correlation of one input map x (row stride W) with their own
     // kernel (R,S), in "flat" layout: for every f < L,
     //   y[k][f] += sum over r, then s ascending, of w[k][r*S+s] * x[f + r*W + s].
