@@ -55,18 +55,6 @@ def cpu_flags() -> str:
     return ""
 
 
-def cpu_model() -> str | None:
-    """The CPU's model name from /proc/cpuinfo, or None."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return None
-
-
 def machine_facts(threads: int | list[int] | None = None) -> dict[str, Any]:
     """Everything a result is quoted with. ``threads``: the thread count(s) measured."""
     import numpy as np
@@ -76,7 +64,7 @@ def machine_facts(threads: int | list[int] | None = None) -> dict[str, Any]:
     info = lenet_fast.info()
     dirty = git("status", "--porcelain", "--untracked-files=no")
     return {
-        "cpu": cpu_model() or info.get("cpu"),
+        "cpu": info["cpu"],  # lenet_fast.info() reads the model name from /proc/cpuinfo
         "cpu_flags": cpu_flags(),
         "machine": info.get("machine") or platform.machine(),
         "cores": os.cpu_count(),
