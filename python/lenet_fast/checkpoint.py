@@ -10,7 +10,10 @@ A file holds ``param/<name>`` for every trainable array (float32, the names and 
 * ``history``: one record per training pass; an SDLM pass records its ``eta`` and ``mu``;
 * ``train_state``: ``pass`` (passes done) and ``config``, the settings a resumed run must
   share: ``optimizer``, ``distort``, ``seed``, ``order``, ``n_train``, and
-  ``hessian_samples`` (SDLM) or ``lr`` and ``batch_size`` (SGD).
+  ``hessian_samples`` (SDLM) or ``lr`` and ``batch_size`` (SGD);
+* ``model_meta``: the model's ``meta`` dict (what made it: for the shipped models the
+  name, training options, seed, versions, data checksums, errors and the rejection
+  threshold); ``{}`` when none was recorded, and in files written before it existed.
 
 Version 1 files, written before mu became a per-pass schedule, keep one ``mu`` in the
 config (none in the pass records) and the settings of both optimizers; reading one
@@ -63,10 +66,12 @@ def save_checkpoint(
     *,
     history: list[dict[str, Any]] | None = None,
     train_state: dict[str, Any] | None = None,
+    model_meta: Mapping[str, Any] | None = None,
 ) -> Path:
     """Write a model file atomically: a temporary file in the same folder, flushed to disk,
     then renamed over ``path``; a failure leaves any previous file at ``path`` as it was.
-    ``history`` and ``train_state`` must be JSON-able."""
+    ``history``, ``train_state`` and ``model_meta`` must be JSON-able (a TypeError says
+    which is not, before anything is written)."""
     path = Path(path)
     arrays32 = {name: np.ascontiguousarray(a, dtype=np.float32) for name, a in params.items()}
     meta = {
@@ -77,10 +82,17 @@ def save_checkpoint(
         "param_sha256": digest(arrays32),
         "history": history or [],
         "train_state": train_state or {},
+        "model_meta": dict(model_meta or {}),
     }
+    try:
+        text = json.dumps(meta)
+    except (TypeError, ValueError) as e:
+        raise TypeError(
+            f"meta: the history, train state and model meta must be JSON-able ({e})"
+        ) from None
     arrays: dict[str, Any] = {f"param/{k}": v for k, v in arrays32.items()}
     arrays["codes"] = codes
-    arrays["meta"] = np.array(json.dumps(meta))
+    arrays["meta"] = np.array(text)
     atomic_write(path, lambda f: np.savez(f, **arrays))
     return path
 

@@ -41,6 +41,7 @@ the training documentation has the measurements behind them):
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from types import ModuleType
@@ -53,6 +54,7 @@ from . import _validate, kernels, network, reference, tables
 from .checkpoint import read_checkpoint, save_checkpoint
 from .layout import PARAM_SHAPES, RBF_PARAM, RBF_SHAPE, count_parameters
 from .mnist import preprocess
+from .pretrained import pretrained_file
 from .train import train as _train
 
 LOSSES = ("mse", "map")
@@ -94,6 +96,30 @@ def init_params(seed: int, subsample: str = "sum") -> dict[str, npt.NDArray[np.f
         u = rng.uniform(-1.0, 1.0, size=shape)
         params[name] = (u * (2.4 / np.asarray(fan[name], dtype=np.float64))).astype(np.float32)
     return params
+
+
+def _digit_shape(x: Array) -> tuple[int, int, int]:
+    """The (N,28,28) view of x's shape: (N,28,28), (28,28), (N,784) or (N,1,28,28)."""
+    s = x.shape
+    if s == (28, 28):
+        return (1, 28, 28)
+    if (x.ndim == 3 and s[1:] == (28, 28)) or (x.ndim == 4 and s[1:] == (1, 28, 28)):
+        return (s[0], 28, 28)
+    if x.ndim == 2 and s[1] == 784:
+        return (s[0], 28, 28)
+    hint = " (one flat digit: x.reshape(1, 784))" if s == (784,) else ""
+    raise ValueError(
+        f"x: expected digits shaped (N,28,28), (28,28), (N,784) or (N,1,28,28), or "
+        f"floating-point preprocessed input (N,1,32,32), got shape {s}{hint}"
+    )
+
+
+def _rubbish_posterior(y: Array, j: float) -> Array:
+    """Eq. 9's posterior (N,11) of penalties y (N,10): P(i) = e^-y_i / Z for the ten
+    classes and e^-j / Z for the rubbish class, Z = e^-j + sum_k e^-y_k (max-shifted)."""
+    yd = np.concatenate([y.astype(np.float64), np.full((y.shape[0], 1), float(j))], axis=1)
+    e = np.exp(yd.min(axis=1, keepdims=True) - yd)
+    return e / e.sum(axis=1, keepdims=True)
 
 
 class LeNet5:
@@ -163,6 +189,8 @@ class LeNet5:
         self.codes: Array = np.ascontiguousarray(c, dtype=np.float32)
         self.history: list[dict[str, Any]] = []  # per-pass records, filled by training
         self.train_state: dict[str, Any] = {}  # where a checkpoint's training stood
+        self.meta: dict[str, Any] = {}  # what made the model (JSON-able; saved with it)
+        self.pixel_max: float | None = None  # full ink of floating-point input (prepare)
         if rbf == "trainable":
             self.params[RBF_PARAM] = self.codes.copy()
 
@@ -208,31 +236,76 @@ class LeNet5:
         m.codes = self.codes.copy()
         m.history = [dict(h) for h in self.history]
         m.train_state = dict(self.train_state)
+        m.meta = json.loads(json.dumps(self.meta))
+        m.pixel_max = self.pixel_max
         return m
 
     # ------------------------------------------------------------------ input
 
-    def prepare(self, x: npt.ArrayLike) -> Array:
-        """Model input from uint8 MNIST digits (N,28,28) or (28,28), or preprocessed
-        float32 (N,1,32,32) (:func:`lenet_fast.mnist.preprocess`: padded to 32x32, background
-        -0.1, ink 1.175)."""
+    def prepare(self, x: npt.ArrayLike, *, pixel_max: float | None = None) -> Array:
+        """The network's input (N,1,32,32) in the model's dtype, from digits as pipelines
+        hold them.
+
+        ``x`` (a numpy array), light ink on a dark background as in MNIST:
+
+        * digits of 28x28 pixels, shaped (N,28,28), (28,28) (one digit), (N,784) (flat
+          rows, as scikit-learn, Spark and Ray hand them over) or (N,1,28,28); as uint8
+          bytes (0 background, 255 full ink), another integer type holding bytes, or
+          floating point. Floating-point pixels are read as 0..1 (1 = full ink) unless
+          ``pixel_max`` (or the model's ``pixel_max`` attribute) states the value of full
+          ink, e.g. 255.0; a value outside [0, pixel_max], NaN or inf is a ValueError.
+          Bytes with ``pixel_max`` given are scaled by it too (e.g. uint16 with 65535).
+        * the preprocessed input itself, floating point (N,1,32,32)
+          (:func:`lenet_fast.mnist.preprocess`: padded to 32x32, background -0.1, ink
+          1.175), passed through (cast to the model's dtype); ``pixel_max`` must not be
+          given for it.
+
+        Nothing is guessed: the polarity is never flipped and the scale is the stated one.
+        Images that are not yet MNIST-like (a photo, a scan, dark ink on paper) go through
+        :func:`lenet_fast.image.normalize_digit` first, or :meth:`predict_image`.
+        """
+        if pixel_max is None:
+            pixel_max = self.pixel_max
         if not isinstance(x, np.ndarray):
             raise TypeError(
-                f"x: expected a numpy array of uint8 (N,28,28) digits or float32 "
-                f"(N,1,32,32) input, got {type(x).__name__}"
+                f"x: expected a numpy array of digits (N,28,28), (28,28), (N,784) or "
+                f"(N,1,28,28), or preprocessed input (N,1,32,32), got {type(x).__name__}"
             )
-        if x.dtype == np.uint8:
-            if x.shape[-2:] != (28, 28) or x.ndim not in (2, 3):
+        if x.ndim == 4 and x.shape[1:] == (1, 32, 32) and x.dtype.kind == "f":
+            if pixel_max is not None:
                 raise ValueError(
-                    f"x: expected uint8 digits of shape (N,28,28) or (28,28), got shape {x.shape}"
+                    "pixel_max: (N,1,32,32) floating-point input is taken as preprocessed "
+                    "(background -0.1, ink 1.175); pixel_max applies to 28x28 pixels only"
                 )
-            return preprocess(x).astype(self.dtype, copy=False)
-        if x.dtype == self.dtype and x.ndim == 4 and x.shape[1:] == (1, 32, 32):
-            return np.ascontiguousarray(x)
-        raise TypeError(
-            f"x: expected uint8 (N,28,28) digits or {self.dtype} (N,1,32,32) preprocessed input, "
-            f"got {x.dtype} array of shape {x.shape}"
-        )
+            return np.ascontiguousarray(x, dtype=self.dtype)
+        digits = _digit_shape(x)
+        if x.dtype == np.bool_ or x.dtype.kind not in "uif":
+            raise TypeError(
+                f"x: expected uint8 or floating-point pixels, got {x.dtype} array of shape "
+                f"{x.shape}"
+            )
+        if pixel_max is not None:
+            pixel_max = _validate.positive_number("pixel_max", pixel_max)
+        if x.dtype == np.uint8 and pixel_max in (None, 255.0):
+            return preprocess(x.reshape(digits)).astype(self.dtype, copy=False)
+        v = x.reshape(digits).astype(np.float64)
+        if pixel_max is None:
+            pixel_max = 255.0 if x.dtype.kind in "ui" else 1.0
+        if not np.all(np.isfinite(v)):
+            raise ValueError("x: NaN or infinite pixel values")
+        lo, hi = (float(v.min()), float(v.max())) if v.size else (0.0, 0.0)
+        if lo < 0 or hi > pixel_max:
+            how = (
+                "state the range with pixel_max=255.0 (or the value of full ink)"
+                if x.dtype.kind == "f"
+                else "bytes are 0..255; for another range pass pixel_max"
+            )
+            raise ValueError(
+                f"x: pixel values in [{lo:g}, {hi:g}], outside [0, {pixel_max:g}]: {how}"
+            )
+        planes = np.full((v.shape[0], 1, 32, 32), -0.1, dtype=np.float64)
+        planes[:, 0, 2:30, 2:30] += 1.275 * (v / pixel_max)
+        return planes.astype(self.dtype)
 
     # ------------------------------------------------------------------ forward
 
@@ -260,17 +333,118 @@ class LeNet5:
             return self._forward(x)[0]
         return network.forward(self.params, x, options=self.options, centres=self._fixed_centres)
 
-    def forward(self, x: npt.ArrayLike) -> Array:
-        """RBF penalties (N,10) of the input (see :meth:`prepare`); smaller = more likely."""
-        return self._penalties(self.prepare(x))
-
-    def predict(self, x: npt.ArrayLike, batch_size: int = 1024) -> npt.NDArray[np.int64]:
-        """Predicted digits (N,): the argmin of the penalties, computed in batches."""
+    def forward(
+        self, x: npt.ArrayLike, *, pixel_max: float | None = None, batch_size: int = 1024
+    ) -> Array:
+        """RBF penalties (N,10) of the digits ``x`` (any input :meth:`prepare` takes):
+        the squared distance of F6's output to each digit's code; smaller = more likely.
+        Computed ``batch_size`` digits at a time (the results do not depend on it)."""
         _validate.int_at_least("batch_size", batch_size, 1)
-        xp = self.prepare(x)
-        out = np.empty(xp.shape[0], dtype=np.int64)
-        for i in range(0, xp.shape[0], batch_size):
-            out[i : i + batch_size] = self._penalties(xp[i : i + batch_size]).argmin(axis=1)
+        xp = self.prepare(x, pixel_max=pixel_max)
+        if xp.shape[0] <= batch_size:
+            return self._penalties(xp)
+        return np.concatenate(
+            [self._penalties(xp[i : i + batch_size]) for i in range(0, xp.shape[0], batch_size)]
+        )
+
+    def decision_function(self, x: npt.ArrayLike, *, pixel_max: float | None = None) -> Array:
+        """Scores (N,10), larger = more likely: minus the penalties of :meth:`forward`
+        (scikit-learn's convention for classifiers)."""
+        return -self.forward(x, pixel_max=pixel_max)
+
+    def predict_proba(
+        self, x: npt.ArrayLike, *, rubbish: bool = False, pixel_max: float | None = None
+    ) -> Array:
+        """Eq. 9's posterior (SPEC section 9) over the ten digits, (N,10) float64:
+        ``P(i) = exp(-y_i) / (exp(-j) + sum_k exp(-y_k))`` with ``y`` the penalties and
+        ``j = options["map_j"]``, the penalty of the paper's "rubbish" class.
+
+        The rows sum to 1 - P(rubbish), slightly under 1 for a clear digit and much less
+        for input that is near no code; with ``rubbish=True`` the result is (N,11), the
+        rubbish class last, and the rows sum to 1.
+
+        A model trained with ``loss="map"`` was trained to make this a posterior. For
+        ``loss="mse"`` (Eq. 8, which only pulls the correct class's penalty down) the same
+        formula is a monotone score of the penalties, useful for ranking and rejection but
+        not calibrated as probabilities.
+        """
+        y = self.forward(x, pixel_max=pixel_max)
+        post = _rubbish_posterior(y, self.options["map_j"])
+        return post if rubbish else post[:, :10]
+
+    def margin(self, x: npt.ArrayLike, *, pixel_max: float | None = None) -> Array:
+        """The paper's rejection score (III-D), (N,) float32: the gap between the two
+        smallest penalties. Small = the two best classes are nearly tied."""
+        return self._margin(self.forward(x, pixel_max=pixel_max))
+
+    @staticmethod
+    def _margin(y: Array) -> Array:
+        two = np.partition(y, 1, axis=1)[:, :2] if y.shape[0] else np.zeros((0, 2), y.dtype)
+        return two[:, 1] - two[:, 0]
+
+    def reject_threshold(self, reject: Any) -> float | None:
+        """The margin threshold ``reject`` stands for: None or "off" -> None (no
+        rejection); "auto" -> ``meta["reject_threshold"]`` (the shipped models carry one;
+        see :meth:`pretrained`); a number T >= 0 -> T. A digit is rejected when its margin
+        is below the threshold."""
+        if reject is None or (isinstance(reject, str) and reject == "off"):
+            return None
+        if isinstance(reject, str):
+            if reject != "auto":
+                raise ValueError(
+                    f"reject: expected None, 'off', 'auto' or a margin threshold >= 0, got "
+                    f"{reject!r}"
+                )
+            t = self.meta.get("reject_threshold")
+            if not _validate.is_number(t):
+                raise ValueError(
+                    "reject: 'auto' uses the threshold in the model's meta "
+                    "(meta['reject_threshold']), and this model has none: pass a number, "
+                    "or set one with model.calibrate_reject(digits)"
+                )
+            return float(t)
+        return _validate.finite_number(
+            "reject",
+            reject,
+            minimum=0.0,
+            strict=False,
+            what="None, 'off', 'auto' or a margin threshold >= 0",
+        )
+
+    def calibrate_reject(
+        self, x: npt.ArrayLike, *, fraction: float = 0.01, pixel_max: float | None = None
+    ) -> float:
+        """Set ``meta["reject_threshold"]`` (what ``reject="auto"`` uses) to the margin below
+        which ``fraction`` of the digits ``x`` fall, and return it. The shipped models use
+        their training digits with fraction 0.01, so the test set plays no part."""
+        f = _validate.finite_number("fraction", fraction, minimum=0.0, strict=False)
+        if f >= 1:
+            raise ValueError(f"fraction: expected a number in [0, 1), got {fraction}")
+        m = self.margin(x, pixel_max=pixel_max)
+        if m.size == 0:
+            raise ValueError("x: calibrating the threshold needs at least one digit")
+        t = float(np.quantile(m.astype(np.float64), f))
+        self.meta["reject_threshold"] = t
+        self.meta["reject_fraction"] = f
+        return t
+
+    def predict(
+        self,
+        x: npt.ArrayLike,
+        batch_size: int = 1024,
+        *,
+        reject: Any = None,
+        pixel_max: float | None = None,
+    ) -> npt.NDArray[np.int64]:
+        """Predicted digits (N,) int64: the argmin of the penalties, computed in batches.
+
+        ``reject`` (see :meth:`reject_threshold`): None (default) always answers; "auto" or
+        a number T gives -1 for digits whose :meth:`margin` is below the threshold."""
+        threshold = self.reject_threshold(reject)
+        y = self.forward(x, pixel_max=pixel_max, batch_size=batch_size)
+        out = y.argmin(axis=1).astype(np.int64) if y.shape[0] else np.zeros(0, np.int64)
+        if threshold is not None:
+            out[self._margin(y) < threshold] = -1
         return out
 
     # ------------------------------------------------------------------ loss
@@ -419,7 +593,13 @@ class LeNet5:
         ``path``; a failure leaves any previous file at ``path`` as it was. ``history`` and
         ``train_state`` (JSON-able) ride along for checkpoints."""
         return save_checkpoint(
-            path, self.options, self.params, self.codes, history=history, train_state=train_state
+            path,
+            self.options,
+            self.params,
+            self.codes,
+            history=history,
+            train_state=train_state,
+            model_meta=self.meta,
         )
 
     @classmethod
@@ -451,4 +631,21 @@ class LeNet5:
         }
         model.history = meta.get("history", [])
         model.train_state = meta.get("train_state", {})
+        model.meta = dict(meta.get("model_meta") or {})
         return model
+
+    @classmethod
+    def pretrained(cls, name: str = "mnist-distorted", *, backend: str = "fast") -> LeNet5:
+        """A trained model shipped inside the package: no download, no training.
+
+        ``name``: "mnist-distorted" (default: the paper's recipe, 20 SDLM passes over
+        MNIST's 60,000 training digits with distortions) or "mnist" (the same without
+        distortions). The weight file is checked against its recorded sha256 first.
+        ``model.meta`` says how it was made (the command, every option, the seed, the
+        lenet_fast version and commit, the MNIST files' sha256), its training and test
+        errors, and the margin threshold of ``reject="auto"`` (chosen on the training
+        digits: the margin of their lowest 1%). The weights are derived from MNIST.
+        """
+        with pretrained_file(name) as path:
+            meta, arrays = read_checkpoint(path)
+        return cls.from_checkpoint(meta, arrays, backend=backend)

@@ -141,6 +141,42 @@ def evaluate(model: Model, images: npt.ArrayLike, labels: npt.ArrayLike) -> dict
     }
 
 
+def reject_curve(
+    scores: npt.ArrayLike, wrong: npt.ArrayLike, *, target: float = 0.005
+) -> dict[str, Any]:
+    """The error-reject curve (the paper's Fig. 10) of a test set: digits rejected lowest
+    ``scores`` first (the margin, :meth:`lenet_fast.LeNet5.margin`), and the error on the
+    digits kept.
+
+    ``scores`` (N,) and ``wrong`` (N,) bool (True where the prediction is wrong). Returns
+    ``reject`` (N+1,), the fraction rejected (0, 1/N, ..., 1); ``error`` (N+1,), the error
+    on the rest (0 once nothing is left); ``threshold`` (N+1,), the score below which
+    that many are rejected (ties broken toward rejecting the wrong answers last, so the
+    figure is not flattered); and ``reject_for_target``: the smallest fraction to reject
+    for an error <= ``target`` (default 0.5%, Fig. 10's) on the rest.
+    """
+    s = np.asarray(scores, dtype=np.float64).ravel()
+    w = np.asarray(wrong, dtype=bool).ravel()
+    if s.shape != w.shape:
+        raise ValueError(f"wrong: expected shape {s.shape} like scores, got {w.shape}")
+    if not np.all(np.isfinite(s)):
+        raise ValueError("scores: NaN or infinite values")
+    n = s.size
+    order = np.lexsort((w, s))  # by score; among equal scores the right answers first
+    wrong_sorted = w[order]
+    kept_wrong = w.sum() - np.concatenate([[0], np.cumsum(wrong_sorted)])
+    kept = n - np.arange(n + 1)
+    error = np.where(kept > 0, kept_wrong / np.maximum(kept, 1), 0.0)
+    ok = np.flatnonzero(error <= target + 1e-12)
+    thresholds = np.concatenate([s[order], [np.inf]]) if n else np.array([np.inf])
+    return {
+        "reject": np.arange(n + 1) / max(n, 1),
+        "error": error,
+        "threshold": thresholds,
+        "reject_for_target": float(ok[0] / max(n, 1)),
+    }
+
+
 Progress = Callable[[int, int, int, dict[str, float]], None]
 
 
