@@ -124,7 +124,7 @@ def finish(name: str, data: str, out: Path, commit: str) -> str:
         f"{name}: test error {100 * test_ev['error']:.2f}%, train error "
         f"{100 * train_ev['error']:.2f}%, reject threshold {threshold:.4f} "
         f"(rejects {100 * model.meta['test_reject_at_threshold']:.2f}% of the test set), "
-        f"reject for 0.5% error {100 * curve['reject_for_half_percent_error']:.2f}%; "
+        f"reject for 0.5% error {100 * curve['reject_for_target']:.2f}%; "
         f"{path} sha256 {sha}",
         flush=True,
     )
