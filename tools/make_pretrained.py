@@ -69,6 +69,7 @@ def train_one(name: str, data: str, out: Path) -> None:
     (out / name).mkdir(parents=True, exist_ok=True)
     with open(out / f"{name}.log", "w") as log:
         r = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
+    (out / name / "commit.txt").write_text(git("rev-parse", "HEAD") + "\n")
     if r.returncode:
         raise SystemExit(f"{name}: training failed (exit {r.returncode}); see {out / name}.log")
 
@@ -83,13 +84,14 @@ def mnist_sha256(data: str) -> dict[str, str]:
     return out
 
 
-def finish(name: str, data: str, out: Path, commit: str) -> str:
+def finish(name: str, data: str, out: Path) -> str:
     import lenet_fast
     from lenet_fast import LeNet5, evaluate, load_mnist
     from lenet_fast.train import reject_curve
 
     tr_x, tr_y, te_x, te_y = load_mnist(data)
     model = LeNet5.load(out / name / "model.npz")
+    commit = (out / name / "commit.txt").read_text().strip()  # the commit it trained at
     config = model.train_state.get("config", {})
     train_ev = evaluate(model, tr_x, tr_y)
     test_ev = evaluate(model, te_x, te_y)
@@ -109,12 +111,13 @@ def finish(name: str, data: str, out: Path, commit: str) -> str:
         "test_error": test_ev["error"],
         "test_errors": test_ev["errors"],
     }
-    threshold = model.calibrate_reject(tr_x, fraction=REJECT_FRACTION)
+    tm, tp = model.calibrate_reject(tr_x, fraction=REJECT_FRACTION)
     curve = reject_curve(model.margin(te_x), test_ev["predicted"] != te_y)
-    model.meta["reject_threshold_chosen_on"] = (
-        f"the training digits: the margin below which {REJECT_FRACTION:.0%} of them fall"
+    model.meta["reject_chosen_on"] = (
+        f"the training digits: {REJECT_FRACTION:.0%} of them have a margin below "
+        f"reject_margin, {REJECT_FRACTION:.0%} a smallest penalty above reject_penalty"
     )
-    model.meta["test_reject_at_threshold"] = float((model.margin(te_x) < threshold).mean())
+    model.meta["test_reject_auto"] = float((model.predict(te_x, reject="auto") < 0).mean())
     model.meta["reject_for_half_percent_error"] = curve["reject_for_target"]
     model.history = model.history or []
     MODELS.mkdir(exist_ok=True)
@@ -122,8 +125,8 @@ def finish(name: str, data: str, out: Path, commit: str) -> str:
     sha = hashlib.sha256(path.read_bytes()).hexdigest()
     print(
         f"{name}: test error {100 * test_ev['error']:.2f}%, train error "
-        f"{100 * train_ev['error']:.2f}%, reject threshold {threshold:.4f} "
-        f"(rejects {100 * model.meta['test_reject_at_threshold']:.2f}% of the test set), "
+        f"{100 * train_ev['error']:.2f}%, reject margin {tm:.3f} penalty {tp:.3f} "
+        f"(auto rejects {100 * model.meta['test_reject_auto']:.2f}% of the test set), "
         f"reject for 0.5% error {100 * curve['reject_for_target']:.2f}%; "
         f"{path} sha256 {sha}",
         flush=True,
@@ -162,13 +165,12 @@ def main(argv: list[str] | None = None) -> int:
         p.error("--data: the MNIST folder (or set LENET_FAST_DATA)")
     if git("status", "--porcelain", "--untracked-files=no"):
         raise SystemExit("uncommitted changes: commit first, so the models name their commit")
-    commit = git("rev-parse", "HEAD")
     names = [a.only] if a.only else list(RECIPES)
     out = Path(a.out)
     if not a.reuse:
         with ThreadPoolExecutor(max(1, a.jobs)) as pool:
             list(pool.map(lambda n: train_one(n, a.data, out), names))
-    shas: dict[str, Any] = {n: finish(n, a.data, out, commit) for n in names}
+    shas: dict[str, Any] = {n: finish(n, a.data, out) for n in names}
     write_registry(shas)
     print(f"updated {REGISTRY.relative_to(REPO)}; commit the models and it together")
     return 0

@@ -3,7 +3,7 @@
 lenet-fast train [--data DIR] [--download] [--passes 20] [--optimizer sdlm|sgd]
                  [--loss mse|map] [--distort] [--seed N] [--out DIR] [--resume CKPT] [--plot]
                  [--mu MU] [--lr LR] [--limit N] ...  (lenet-fast train --help: all options)
-lenet-fast eval MODEL [--data DIR] [--plot OUT.png]
+lenet-fast eval MODEL [--data DIR] [--json] [--reject] [--plot OUT.png]
 lenet-fast info
 """
 
@@ -19,7 +19,8 @@ from . import tables
 from .mnist import load_mnist
 from .model import LeNet5
 from .runtime import info
-from .train import evaluate, train
+from .pretrained import PRETRAINED
+from .train import evaluate, reject_curve, train
 
 
 def _bar(stream: Any) -> Any:
@@ -109,10 +110,26 @@ def cmd_train(a: argparse.Namespace) -> int:
     return 0
 
 
+#: the paper's Fig. 10: % of the test set rejected for 0.5% error on the rest
+PAPER_REJECT = {"LeNet-4": 1.8, "Boosted LeNet-4": 0.5}
+#: the rows of the printed error-reject curve: % of the test digits rejected
+CURVE_POINTS = (0, 0.5, 1, 2, 3, 5, 10)
+
+
+def load_model(spec: str) -> LeNet5:
+    """A model file, or the name of a shipped model when no such file exists."""
+    if spec in PRETRAINED and not Path(spec).exists():
+        return LeNet5.pretrained(spec)
+    return LeNet5.load(spec)
+
+
 def cmd_eval(a: argparse.Namespace) -> int:
-    model = LeNet5.load(a.model)
+    model = load_model(a.model)
     _, _, te_x, te_y = load_mnist(a.data, download=a.download)
+    y = model.forward(te_x)
     ev = evaluate(model, te_x, te_y)
+    curve = reject_curve(LeNet5._margin(y), ev["predicted"] != te_y)
+    figure = curve["reject_for_target"]
     if a.json:
         print(
             json.dumps(
@@ -121,11 +138,30 @@ def cmd_eval(a: argparse.Namespace) -> int:
                     "errors": ev["errors"],
                     "confusion": ev["confusion"].tolist(),
                     "misclassified": ev["misclassified"].tolist(),
+                    "reject_for_half_percent_error": figure,
                 }
             )
         )
         return 0
     print(f"test error {100 * ev['error']:.2f}% ({ev['errors']} of {len(te_y):,})")
+    if a.reject:
+        paper = ", ".join(f"{k} {v}%" for k, v in PAPER_REJECT.items())
+        print(
+            f"to reach 0.5% error on the rest, reject {100 * figure:.2f}% of the test digits "
+            f"(lowest margin first; the paper's Fig. 10: {paper})"
+        )
+        print("error-reject curve (rejected, lowest margin first -> error on the rest):")
+        n = len(te_y)
+        for pct in CURVE_POINTS:
+            k = round(pct / 100 * n)
+            print(f"  {pct:5.1f}% rejected (margin < {curve['threshold'][k]:.4f}): "
+                  f"{100 * curve['error'][k]:.2f}% error")
+        if a.plot:
+            from .plots import plot_reject_curve
+
+            plot_reject_curve(curve, Path(a.plot))
+            print(f"plot: {a.plot}")
+        return 0
     print("confusion matrix (rows: true digit, columns: predicted):")
     print("      " + "".join(f"{j:6d}" for j in range(10)))
     for i, row in enumerate(ev["confusion"]):
@@ -218,12 +254,25 @@ def build_parser() -> argparse.ArgumentParser:
     t.set_defaults(func=cmd_train)
 
     e = sub.add_parser("eval", help="test error, confusion matrix, misclassified digits of a model")
-    e.add_argument("model", help="a model.npz or checkpoint written by lenet-fast train")
+    e.add_argument(
+        "model",
+        help="a model.npz or checkpoint written by lenet-fast train, or a shipped model's "
+        "name (mnist, mnist-distorted)",
+    )
     e.add_argument("--data", help="MNIST folder (default: $LENET_FAST_DATA, else the cache)")
     e.add_argument("--download", action="store_true")
     e.add_argument("--json", action="store_true", help="print the results as JSON")
     e.add_argument(
-        "--plot", metavar="PNG", help="write a sheet of the misclassified digits (needs matplotlib)"
+        "--reject",
+        action="store_true",
+        help="the error-reject figures: the share of test digits to reject (lowest margin "
+        "first) for 0.5%% error on the rest, as the paper's Fig. 10, and the curve",
+    )
+    e.add_argument(
+        "--plot",
+        metavar="PNG",
+        help="write a sheet of the misclassified digits, or with --reject the error-reject "
+        "curve (needs matplotlib)",
     )
     e.set_defaults(func=cmd_eval)
 

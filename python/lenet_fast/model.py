@@ -382,11 +382,17 @@ class LeNet5:
         two = np.partition(y, 1, axis=1)[:, :2] if y.shape[0] else np.zeros((0, 2), y.dtype)
         return two[:, 1] - two[:, 0]
 
-    def reject_threshold(self, reject: Any) -> float | None:
-        """The margin threshold ``reject`` stands for: None or "off" -> None (no
-        rejection); "auto" -> ``meta["reject_threshold"]`` (the shipped models carry one;
-        see :meth:`pretrained`); a number T >= 0 -> T. A digit is rejected when its margin
-        is below the threshold."""
+    def reject_rule(self, reject: Any) -> tuple[float, float] | None:
+        """What ``reject`` stands for, as ``(margin_threshold, penalty_threshold)``: a digit
+        is rejected when its :meth:`margin` is below the first (ambiguous between two
+        classes: the paper's rejection score) or its smallest penalty is above the second
+        (near no digit's code: the RBF output's "well-circumscribed region", paper II-B).
+
+        * None or "off": None, no rejection;
+        * a number T >= 0: ``(T, inf)``, the margin alone, as the paper's Fig. 10;
+        * "auto": ``(meta["reject_margin"], meta["reject_penalty"])``, the thresholds
+          :meth:`calibrate_reject` chose (the shipped models carry them).
+        """
         if reject is None or (isinstance(reject, str) and reject == "off"):
             return None
         if isinstance(reject, str):
@@ -395,38 +401,47 @@ class LeNet5:
                     f"reject: expected None, 'off', 'auto' or a margin threshold >= 0, got "
                     f"{reject!r}"
                 )
-            t = self.meta.get("reject_threshold")
-            if not _validate.is_number(t):
+            tm, tp = self.meta.get("reject_margin"), self.meta.get("reject_penalty")
+            if not (_validate.is_number(tm) and _validate.is_number(tp)):
                 raise ValueError(
-                    "reject: 'auto' uses the threshold in the model's meta "
-                    "(meta['reject_threshold']), and this model has none: pass a number, "
-                    "or set one with model.calibrate_reject(digits)"
+                    "reject: 'auto' uses the thresholds in the model's meta "
+                    "(meta['reject_margin'] and meta['reject_penalty']), and this model has "
+                    "none: pass a margin threshold, or choose them with "
+                    "model.calibrate_reject(training_digits)"
                 )
-            return float(t)
-        return _validate.finite_number(
+            return float(tm), float(tp)
+        t = _validate.finite_number(
             "reject",
             reject,
             minimum=0.0,
             strict=False,
             what="None, 'off', 'auto' or a margin threshold >= 0",
         )
+        return t, float("inf")
 
     def calibrate_reject(
         self, x: npt.ArrayLike, *, fraction: float = 0.01, pixel_max: float | None = None
-    ) -> float:
-        """Set ``meta["reject_threshold"]`` (what ``reject="auto"`` uses) to the margin below
-        which ``fraction`` of the digits ``x`` fall, and return it. The shipped models use
-        their training digits with fraction 0.01, so the test set plays no part."""
+    ) -> tuple[float, float]:
+        """Choose the thresholds of ``reject="auto"`` on digits ``x`` the model should
+        accept (its training digits: no test digit plays a part): ``meta["reject_margin"]``,
+        the margin below which ``fraction`` of them fall, and ``meta["reject_penalty"]``,
+        the smallest penalty above which ``fraction`` of them fall. Returns both."""
         f = _validate.finite_number("fraction", fraction, minimum=0.0, strict=False)
         if f >= 1:
             raise ValueError(f"fraction: expected a number in [0, 1), got {fraction}")
-        m = self.margin(x, pixel_max=pixel_max)
-        if m.size == 0:
-            raise ValueError("x: calibrating the threshold needs at least one digit")
-        t = float(np.quantile(m.astype(np.float64), f))
-        self.meta["reject_threshold"] = t
-        self.meta["reject_fraction"] = f
-        return t
+        y = self.forward(x, pixel_max=pixel_max)
+        if y.shape[0] == 0:
+            raise ValueError("x: choosing the thresholds needs at least one digit")
+        tm = float(np.quantile(self._margin(y).astype(np.float64), f))
+        tp = float(np.quantile(y.min(axis=1).astype(np.float64), 1 - f))
+        self.meta.update(reject_margin=tm, reject_penalty=tp, reject_fraction=f)
+        return tm, tp
+
+    @classmethod
+    def _rejected(cls, y: Array, rule: tuple[float, float] | None) -> npt.NDArray[np.bool_]:
+        if rule is None:
+            return np.zeros(y.shape[0], dtype=bool)
+        return (cls._margin(y) < rule[0]) | (y.min(axis=1) > rule[1])
 
     def predict(
         self,
@@ -438,14 +453,62 @@ class LeNet5:
     ) -> npt.NDArray[np.int64]:
         """Predicted digits (N,) int64: the argmin of the penalties, computed in batches.
 
-        ``reject`` (see :meth:`reject_threshold`): None (default) always answers; "auto" or
-        a number T gives -1 for digits whose :meth:`margin` is below the threshold."""
-        threshold = self.reject_threshold(reject)
+        ``reject`` (see :meth:`reject_rule`): None (default) always answers; "auto" (the
+        model's calibrated thresholds) or a margin threshold T gives -1 for the digits
+        rejected."""
+        rule = self.reject_rule(reject)
         y = self.forward(x, pixel_max=pixel_max, batch_size=batch_size)
         out = y.argmin(axis=1).astype(np.int64) if y.shape[0] else np.zeros(0, np.int64)
-        if threshold is not None:
-            out[self._margin(y) < threshold] = -1
+        out[self._rejected(y, rule)] = -1
         return out
+
+    def classify(
+        self, x: npt.ArrayLike, *, reject: Any = None, pixel_max: float | None = None
+    ) -> dict[str, Array]:
+        """Everything a pipeline reports per digit, in one forward pass: ``digit`` (N,)
+        int64 (-1 where rejected), ``probability`` (N,) Eq. 9's posterior of the best
+        class, ``margin`` (N,) and ``rejected`` (N,) bool (see :meth:`predict`)."""
+        rule = self.reject_rule(reject)
+        y = self.forward(x, pixel_max=pixel_max)
+        best = y.argmin(axis=1).astype(np.int64) if y.shape[0] else np.zeros(0, np.int64)
+        post = _rubbish_posterior(y, self.options["map_j"])
+        margin = self._margin(y)
+        rejected = self._rejected(y, rule)
+        return {
+            "digit": np.where(rejected, -1, best),
+            "probability": post[np.arange(len(y)), best],
+            "margin": margin,
+            "rejected": rejected,
+        }
+
+    def predict_image(
+        self, images: Any, invert: bool | str = "auto", reject: Any = None
+    ) -> Any:
+        """Digits in real images: each one normalised as MNIST's were
+        (:func:`lenet_fast.image.normalize_digit`), then classified.
+
+        ``images``: one image (a path, bytes, a file object, a ``PIL.Image`` or a 2-D
+        array; see :func:`lenet_fast.image.load_image`) or many (a list of those, or a
+        3-D array (N,H,W)). ``invert``: "auto" (dark ink on light paper told from the
+        border), True or False. ``reject``: as for :meth:`predict`. Returns an int for
+        one image, an int64 array (N,) for many; -1 where the digit is rejected and for an
+        image with no ink (blank), whatever ``reject`` says. A file that cannot be read
+        raises :class:`lenet_fast.image.ImageError`.
+        """
+        from .image import load_image, normalize_digits
+
+        one = not isinstance(images, (list, tuple)) and not (
+            isinstance(images, np.ndarray) and images.ndim == 3
+        )
+        items = [images] if one else images
+        if isinstance(items, np.ndarray):
+            grey: Any = items
+        else:
+            grey = [load_image(item) for item in items]
+        digits, ink = normalize_digits(grey, invert=invert)
+        out = self.classify(digits, reject=reject)["digit"]
+        out[~ink] = -1
+        return int(out[0]) if one else out
 
     # ------------------------------------------------------------------ loss
 
@@ -643,8 +706,9 @@ class LeNet5:
         distortions). The weight file is checked against its recorded sha256 first.
         ``model.meta`` says how it was made (the command, every option, the seed, the
         lenet_fast version and commit, the MNIST files' sha256), its training and test
-        errors, and the margin threshold of ``reject="auto"`` (chosen on the training
-        digits: the margin of their lowest 1%). The weights are derived from MNIST.
+        errors, and the thresholds of ``reject="auto"`` (chosen on the training digits by
+        :meth:`calibrate_reject`: 1% of them fall below the margin threshold, 1% above the
+        penalty one). The weights are derived from MNIST.
         """
         with pretrained_file(name) as path:
             meta, arrays = read_checkpoint(path)

@@ -73,3 +73,28 @@ def plot_misclassified(
     atomic_write(path, lambda f: fig.savefig(f, format="png"))
     plt.close(fig)
     return path
+
+
+def plot_reject_curve(
+    curve: dict[str, Any], path: str | Path, *, label: str = "LeNet-5", target: float = 0.005
+) -> Path:
+    """The error-reject curve of :func:`lenet_fast.train.reject_curve` (cf. the paper's
+    Fig. 10): error on the digits kept against the share rejected, lowest margin first,
+    with the ``target`` error marked; written as PNG."""
+    plt = _pyplot()
+    reject, error = np.asarray(curve["reject"]), np.asarray(curve["error"])
+    keep = reject <= 0.1  # the part the figure is about: up to 10% rejected
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
+    ax.plot(100 * reject[keep], 100 * error[keep], "-", label=label)
+    ax.axhline(100 * target, color="grey", lw=0.8, ls="--", label=f"{100 * target:g}% error")
+    r = curve["reject_for_target"]
+    ax.plot([100 * r], [100 * target], "o", label=f"{100 * r:.2f}% rejected")
+    ax.set_xlabel("test digits rejected, lowest margin first (%)")
+    ax.set_ylabel("error on the rest (%)")
+    ax.set_title("Error-reject curve (cf. LeCun et al. 1998, Fig. 10)")
+    ax.legend()
+    fig.tight_layout()
+    out = Path(path)
+    atomic_write(out, lambda f: fig.savefig(f, format="png"))
+    plt.close(fig)
+    return out
