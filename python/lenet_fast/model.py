@@ -278,12 +278,12 @@ class LeNet5:
                     "(background -0.1, ink 1.175); pixel_max applies to 28x28 pixels only"
                 )
             return np.ascontiguousarray(x, dtype=self.dtype)
-        digits = _digit_shape(x)
         if x.dtype == np.bool_ or x.dtype.kind not in "uif":
             raise TypeError(
                 f"x: expected uint8 or floating-point pixels, got {x.dtype} array of shape "
                 f"{x.shape}"
             )
+        digits = _digit_shape(x)
         if pixel_max is not None:
             pixel_max = _validate.positive_number("pixel_max", pixel_max)
         if x.dtype == np.uint8 and pixel_max in (None, 255.0):

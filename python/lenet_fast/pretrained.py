@@ -16,7 +16,16 @@ from pathlib import Path
 __all__ = ["PRETRAINED", "pretrained_file"]
 
 #: name -> (file in lenet_fast/models, its sha256)
-PRETRAINED: dict[str, tuple[str, str]] = {}
+PRETRAINED: dict[str, tuple[str, str]] = {
+    "mnist": (
+        "mnist.npz",
+        "d313e98b19aef4543d96ca3329b303a1e1057c2db50a366e7183bf9c2f9e5b9e",
+    ),
+    "mnist-distorted": (
+        "mnist-distorted.npz",
+        "ccd9f1ce3ac9b436c87f58d3fd6066696e667b38c5bdfb0a2a2214eaa515ca79",
+    ),
+}
 
 
 @contextlib.contextmanager

@@ -380,15 +380,30 @@ def _mutate_model_x(x, rng):
 
 def _valid_model_x(x):
     """True (must work), False (must be refused) or None (either: a misaligned float32
-    buffer, which prepare() does not realign)."""
-    if not isinstance(x, np.ndarray):
+    buffer, which prepare() does not realign). LeNet5.prepare's rules: preprocessed
+    floating-point (N,1,32,32); or digits (28,28), (N,28,28), (N,784), (N,1,28,28) as
+    bytes (any integer type holding 0..255) or floats in [0, 1]."""
+    if not isinstance(x, np.ndarray) or x.dtype == np.bool_ or x.dtype.kind not in "uif":
         return False
-    if x.dtype == np.uint8:
-        return x.ndim in (2, 3) and x.shape[-2:] == (28, 28)
-    ok = (
-        x.dtype == np.dtype(F32) and x.dtype.isnative and x.ndim == 4 and x.shape[1:] == (1, 32, 32)
+    if x.ndim == 4 and x.shape[1:] == (1, 32, 32) and x.dtype.kind == "f":
+        return None if x.dtype == np.dtype(F32) and not x.flags.aligned else True
+    s = x.shape
+    digits = s == (28, 28) or (
+        (x.ndim == 3 and s[1:] == (28, 28))
+        or (x.ndim == 4 and s[1:] == (1, 28, 28))
+        or (x.ndim == 2 and s[1] == 784)
     )
-    return None if ok and not x.flags.aligned else ok
+    if not digits:
+        return False
+    if x.size == 0 or x.dtype == np.uint8:
+        return True
+    hi = 255 if x.dtype.kind in "ui" else 1
+    return bool(np.all(np.isfinite(x)) and x.min() >= 0 and x.max() <= hi)
+
+
+def _model_x_typed(x) -> bool:
+    """Whether x has a wrong type (a TypeError naming x is due)."""
+    return not isinstance(x, np.ndarray) or x.dtype == np.bool_ or x.dtype.kind not in "uif"
 
 
 def _clean_model_x(x):
@@ -475,9 +490,7 @@ def test_fuzz_model_and_data():
             f"case {i}: {target} x={m} {getattr(x, 'dtype', type(x).__name__)} "
             f"{getattr(x, 'shape', '')} labels={lm}"
         )
-        typed = not (
-            isinstance(x, np.ndarray) and (x.dtype == np.uint8 or x.dtype == np.dtype(F32))
-        )
+        typed = _model_x_typed(x)
         if target in ("preprocess", "distort"):
             # data functions take anything np.asarray makes uint8 digits of (e.g. a memoryview)
             try:
@@ -529,7 +542,7 @@ def test_fuzz_model_and_data():
             )
         else:
             valid_x = _valid_model_x(x)
-            n = (1 if x.ndim == 2 else x.shape[0]) if valid_x else -1
+            n = (1 if x.shape == (28, 28) else x.shape[0]) if valid_x else -1
             valid = valid_x and _labels_ok(labels, n)
             if valid and n == 0:
                 continue  # an empty batch: test_gradients_of_an_empty_batch
