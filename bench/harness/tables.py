@@ -191,10 +191,41 @@ def reproduce_table(res: dict[str, Any]) -> list[str]:
     return md_table(head, "lrrrr", body)
 
 
+def pretrained_table(res: dict[str, Any]) -> list[str]:
+    """The shipped models: test error, rejection, and the error after re-normalisation."""
+    models = res["models"]
+    pct = lambda v: f"{100 * v:.2f}%"
+    rows = [
+        ["test error", *(pct(m["test_error"]) for m in models)],
+        [
+            "rejected for 0.5% error on the rest (Fig. 10; LeNet-4 1.8%, Boosted LeNet-4 0.5%)",
+            *(pct(m["reject_for_half_percent_error"]) for m in models),
+        ],
+        ['test digits rejected by `reject="auto"`', *(pct(m["auto_rejects_test"]) for m in models)],
+    ]
+    for label in models[0]["renormalised_test_error"]:
+        rows.append(
+            [
+                f"test error, digits {label}, re-normalised",
+                *(pct(m["renormalised_test_error"][label]) for m in models),
+            ]
+        )
+    for label in models[0]["auto_rejects_non_digits"]:
+        rows.append(
+            [
+                f'{label} rejected by `reject="auto"`',
+                *(pct(m["auto_rejects_non_digits"][label]) for m in models),
+            ]
+        )
+    head = ["on the MNIST test set", *(f'`"{m["model"]}"`' for m in models)]
+    return md_table(head, "l" + "r" * len(models), rows)
+
+
 #: block name -> (result file under bench/results/, table of it)
 BLOCKS: dict[str, tuple[str, Callable[[dict[str, Any]], list[str]]]] = {
     "suite": ("suite.json", suite_summary),
     "suite-detail": ("suite.json", suite_detail),
     "kernels": ("kernels.json", kernels_all),
     "reproduce": ("reproduce.json", reproduce_table),
+    "pretrained": ("pretrained.json", pretrained_table),
 }

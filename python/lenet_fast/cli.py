@@ -18,8 +18,8 @@ from typing import Any
 from . import tables
 from .mnist import load_mnist
 from .model import LeNet5
-from .runtime import info
 from .pretrained import PRETRAINED
+from .runtime import info
 from .train import evaluate, reject_curve, train
 
 
@@ -154,8 +154,10 @@ def cmd_eval(a: argparse.Namespace) -> int:
         n = len(te_y)
         for pct in CURVE_POINTS:
             k = round(pct / 100 * n)
-            print(f"  {pct:5.1f}% rejected (margin < {curve['threshold'][k]:.4f}): "
-                  f"{100 * curve['error'][k]:.2f}% error")
+            print(
+                f"  {pct:5.1f}% rejected (margin < {curve['threshold'][k]:.4f}): "
+                f"{100 * curve['error'][k]:.2f}% error"
+            )
         if a.plot:
             from .plots import plot_reject_curve
 

@@ -45,7 +45,7 @@ import json
 import os
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -303,7 +303,7 @@ class LeNet5:
             raise ValueError(
                 f"x: pixel values in [{lo:g}, {hi:g}], outside [0, {pixel_max:g}]: {how}"
             )
-        planes = np.full((v.shape[0], 1, 32, 32), -0.1, dtype=np.float64)
+        planes = np.full((digits[0], 1, 32, 32), -0.1, dtype=np.float64)
         planes[:, 0, 2:30, 2:30] += 1.275 * (v / pixel_max)
         return planes.astype(self.dtype)
 
@@ -409,7 +409,7 @@ class LeNet5:
                     "none: pass a margin threshold, or choose them with "
                     "model.calibrate_reject(training_digits)"
                 )
-            return float(tm), float(tp)
+            return float(cast(float, tm)), float(cast(float, tp))
         t = _validate.finite_number(
             "reject",
             reject,
@@ -481,9 +481,7 @@ class LeNet5:
             "rejected": rejected,
         }
 
-    def predict_image(
-        self, images: Any, invert: bool | str = "auto", reject: Any = None
-    ) -> Any:
+    def predict_image(self, images: Any, invert: bool | str = "auto", reject: Any = None) -> Any:
         """Digits in real images: each one normalised as MNIST's were
         (:func:`lenet_fast.image.normalize_digit`), then classified.
 

@@ -33,11 +33,15 @@ def pretrained_file(name: str) -> Iterator[Path]:
     """A path to the shipped model ``name``, valid inside the ``with`` block, after its
     sha256 is checked (ValueError for an unknown name or a damaged file)."""
     if not isinstance(name, str):
-        raise TypeError(f"name: expected a str, one of {sorted(PRETRAINED)}, got {type(name).__name__}")
+        raise TypeError(
+            f"name: expected a str, one of {sorted(PRETRAINED)}, got {type(name).__name__}"
+        )
     if name not in PRETRAINED:
-        raise ValueError(f"name: no shipped model {name!r}; the shipped models are {sorted(PRETRAINED)}")
+        raise ValueError(
+            f"name: no shipped model {name!r}; the shipped models are {sorted(PRETRAINED)}"
+        )
     filename, sha = PRETRAINED[name]
-    resource = resources.files(__package__).joinpath("models", filename)
+    resource = resources.files(__package__).joinpath(f"models/{filename}")
     with resources.as_file(resource) as path:
         if not path.is_file():
             raise ValueError(

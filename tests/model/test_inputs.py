@@ -50,7 +50,9 @@ def test_the_range_of_floats_can_be_stated_once_on_the_model(digits):
 
 
 def test_out_of_range_floats_say_how_to_state_the_range(model, digits):
-    with pytest.raises(ValueError, match=r"^x: pixel values in \[0, 255\], outside \[0, 1\].*pixel_max"):
+    with pytest.raises(
+        ValueError, match=r"^x: pixel values in \[0, 255\], outside \[0, 1\].*pixel_max"
+    ):
         model.forward(digits.astype(np.float32))
     with pytest.raises(ValueError, match="^x: pixel values"):
         model.forward(-digits.astype(np.float32) / 255)
