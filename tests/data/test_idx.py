@@ -1,48 +1,19 @@
 """lenet_fast.load_idx: four IDX files in MNIST's layout with any counts, no checksum.
 
-The files are written here by a writer of the IDX format independent of the package's
-reader (a big-endian header of magic 0x0000080D with D dimensions, D big-endian uint32
-sizes, then the bytes), from the first 3,000 training and 500 test digits of MNIST.
+The files are written by conftest's writer of the IDX format, independent of the package's
+reader, from the first 3,000 training and 500 test digits of MNIST.
 """
 
 from __future__ import annotations
-
-import gzip
-import struct
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 import lenet_fast
-from lenet_fast import download as DL
+from conftest import IDX_STEMS as STEMS
+from conftest import idx_bytes, write_idx
 
-STEMS = list(DL.MNIST_FILES)  # train images, train labels, test images, test labels
 N_TRAIN, N_TEST = 3000, 500
-
-
-def idx_bytes(arr: np.ndarray) -> bytes:
-    """The IDX encoding of a uint8 array."""
-    assert arr.dtype == np.uint8
-    header = struct.pack(">I", 0x0800 | arr.ndim) + struct.pack(f">{arr.ndim}I", *arr.shape)
-    return header + arr.tobytes()
-
-
-def write_idx(folder: Path, arrays, *, gz: bool, names=None, override=None) -> Path:
-    """The four arrays as IDX files under MNIST's names (gzipped or not); ``override``
-    maps a stem to the bytes (before compression) to write instead."""
-    folder.mkdir(parents=True, exist_ok=True)
-    override = override or {}
-    for stem, arr in zip(STEMS, arrays):
-        blob = override.get(stem, idx_bytes(arr) if arr is not None else None)
-        if blob is None:
-            continue
-        name = (names or {}).get(stem, stem)
-        if gz:
-            (folder / (name + ".gz")).write_bytes(gzip.compress(blob))
-        else:
-            (folder / name).write_bytes(blob)
-    return folder
 
 
 @pytest.fixture(scope="module")
@@ -165,3 +136,9 @@ def test_images_and_labels_must_agree(subset, tmp_path, split):
     assert str(folder / STEMS[split + 1]) in msg and str(folder / STEMS[split]) in msg
     n = len(arrays[split])
     assert f"{n - 1:,} labels" in msg and f"{n:,} images" in msg
+
+
+def test_the_writer_uses_the_package_names():
+    from lenet_fast import download as DL
+
+    assert list(STEMS) == list(DL.MNIST_FILES)
