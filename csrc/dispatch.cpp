@@ -121,3 +121,11 @@ bool have_openmp() {
 }
 
 }  // namespace lenet_fast
+
+extern "C" int lenet_fast_get_num_threads(void) { return lenet_fast::num_threads(); }
+
+extern "C" int lenet_fast_set_num_threads(int n) {
+    if (n < 1) return -1;
+    lenet_fast::set_num_threads(n);
+    return 0;
+}

@@ -77,3 +77,18 @@ void parallel_for(int64_t n, int64_t cost_per_item, const F& f) {
 }
 
 }  // namespace lenet_fast
+
+// The thread count as plain C functions exported from _core, for tools that find thread
+// pools among the loaded shared libraries and call them through ctypes (threadpoolctl:
+// see lenet_fast/runtime.py). The names carry the package's, so a tool can tell this _core
+// from another package's. The setter returns 0, or -1 (nothing changed) for n < 1; no C++
+// exception crosses this boundary.
+#if defined(_WIN32)
+#define LENET_FAST_C_EXPORT __declspec(dllexport)
+#else
+#define LENET_FAST_C_EXPORT __attribute__((visibility("default")))
+#endif
+extern "C" {
+LENET_FAST_C_EXPORT int lenet_fast_get_num_threads(void);
+LENET_FAST_C_EXPORT int lenet_fast_set_num_threads(int n);
+}

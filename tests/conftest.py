@@ -7,7 +7,9 @@ on every machine that has AVX2 (Highway's and NumPy's habit).
 
 from __future__ import annotations
 
+import gzip
 import os
+import struct
 import threading
 import time
 from collections.abc import Callable
@@ -164,3 +166,38 @@ def synthetic_digits(n: int, seed: int):
         else:
             x[i, 4:24, r : r + 3] = 255
     return x, labels
+
+
+# MNIST's four file names, in load_mnist's and load_idx's order
+IDX_STEMS = (
+    "train-images-idx3-ubyte",
+    "train-labels-idx1-ubyte",
+    "t10k-images-idx3-ubyte",
+    "t10k-labels-idx1-ubyte",
+)
+
+
+def idx_bytes(arr: np.ndarray) -> bytes:
+    """The IDX encoding of a uint8 array, written from the format's definition (a big-endian
+    magic 0x0000080D for D dimensions, D big-endian uint32 sizes, then the bytes) and not
+    from the package's reader."""
+    assert arr.dtype == np.uint8
+    header = struct.pack(">I", 0x0800 | arr.ndim) + struct.pack(f">{arr.ndim}I", *arr.shape)
+    return header + arr.tobytes()
+
+
+def write_idx(folder: Path, arrays, *, gz: bool, names=None, override=None) -> Path:
+    """The four arrays as IDX files under MNIST's names (gzipped or not); ``override``
+    maps a stem to the bytes (before compression) to write instead."""
+    folder.mkdir(parents=True, exist_ok=True)
+    override = override or {}
+    for stem, arr in zip(IDX_STEMS, arrays):
+        blob = override.get(stem, idx_bytes(arr) if arr is not None else None)
+        if blob is None:
+            continue
+        name = (names or {}).get(stem, stem)
+        if gz:
+            (folder / (name + ".gz")).write_bytes(gzip.compress(blob))
+        else:
+            (folder / name).write_bytes(blob)
+    return folder

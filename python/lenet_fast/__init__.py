@@ -12,7 +12,7 @@ runs), and :func:`set_isa` changes it at run time.
 from __future__ import annotations
 
 from . import kernels, reference, runtime, tables
-from .mnist import load_mnist, preprocess
+from .mnist import load_idx, load_mnist, preprocess
 from .model import LeNet5
 from .runtime import (
     __version__,
@@ -34,6 +34,7 @@ __all__ = [
     "get_num_threads",
     "info",
     "kernels",
+    "load_idx",
     "load_mnist",
     "preprocess",
     "reference",

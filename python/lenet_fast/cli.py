@@ -1,26 +1,94 @@
 """The ``lenet-fast`` command line: train, evaluate, and benchmark LeNet-5.
 
-lenet-fast train [--data DIR] [--download] [--passes 20] [--optimizer sdlm|sgd]
-                 [--loss mse|map] [--distort] [--seed N] [--out DIR] [--resume CKPT] [--plot]
-                 [--mu MU] [--lr LR] [--limit N] ...  (lenet-fast train --help: all options)
-lenet-fast eval MODEL [--data DIR] [--json] [--reject] [--plot OUT.png]
+lenet-fast train [--data DIR] [--dataset mnist|idx] [--download] [--passes 20]
+                 [--optimizer sdlm|sgd] [--loss mse|map] [--distort] [--seed N] [--out DIR]
+                 [--resume CKPT] [--plot] [--mu MU] [--lr LR] [--limit N] ...
+                 (lenet-fast train --help: all options)
+lenet-fast eval MODEL [--data DIR] [--dataset mnist|idx] [--json] [--reject] [--plot OUT.png]
 lenet-fast info
+
+An expected failure prints ``lenet-fast: error: <message>`` (no traceback) and exits with
+status 2 for bad arguments and unusable input files, 1 for a run that failed otherwise
+(a download without network, a full disk), 130 on Ctrl-C.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
+import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
+
+import numpy as np
 
 from . import tables
-from .mnist import load_mnist
+from .mnist import load_idx, load_mnist
 from .model import LeNet5
 from .pretrained import PRETRAINED
 from .runtime import info
 from .train import evaluate, reject_curve, train
+
+
+class UsageError(Exception):
+    """Arguments that parse but do not make sense together: exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with every error as ``lenet-fast: error: <message>`` after the usage."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(2, f"lenet-fast: error: {message}\n")
+
+
+def _int_at_least(minimum: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected an integer >= {minimum}, got {text!r}"
+            ) from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {value}")
+        return value
+
+    return parse
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}") from None
+    if not (value > 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"expected a finite number > 0, got {text}")
+    return value
+
+
+def _load_data(a: argparse.Namespace) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The four arrays of --dataset: MNIST (checksums verified) or any IDX folder."""
+    if a.dataset == "idx":
+        if a.data is None:
+            raise UsageError("--dataset idx needs --data DIR, the folder of the four IDX files")
+        if a.download:
+            raise UsageError("--download fetches MNIST only; it does not go with --dataset idx")
+        return load_idx(a.data)
+    return load_mnist(a.data, download=a.download)
+
+
+def _check_out_folder(out: Path) -> None:
+    """Fail before any work when --out cannot hold the run's files."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UsageError(f"--out {out}: cannot create the output folder ({e})") from None
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise UsageError(f"--out {out}: the output folder is not writable")
 
 
 def _bar(stream: Any) -> Any:
@@ -47,7 +115,15 @@ def cmd_train(a: argparse.Namespace) -> int:
         raise ValueError(
             f"--mu: SDLM's damping, not used by --optimizer {a.optimizer} (its rate is --lr)"
         )
-    tr_x, tr_y, te_x, te_y = load_mnist(a.data, download=a.download)
+    if a.resume is not None and not Path(a.resume).is_file():
+        raise FileNotFoundError(f"--resume {a.resume}: no such checkpoint file")
+    if a.plot:  # fail now, not after the last pass
+        from .plots import _pyplot
+
+        _pyplot()
+    tr_x, tr_y, te_x, te_y = _load_data(a)
+    out = Path(a.out)
+    _check_out_folder(out)  # before the first pass, not at its end
     if a.limit:
         tr_x, tr_y = tr_x[: a.limit], tr_y[: a.limit]
     codes = tables.RBF_CODES_NO_TOP_BAR if a.codes == "no-top-bar" else tables.RBF_CODES
@@ -60,7 +136,6 @@ def cmd_train(a: argparse.Namespace) -> int:
         subsample=a.subsample,
         codes=codes,
     )
-    out = Path(a.out)
     if a.limit and a.mu is None and a.optimizer == "sdlm" and len(tr_x) < 20_000:
         print(
             f"note: the default mu (8 in passes 1-2, 0.5 in 3-5, then 0.02) is sized for passes of "
@@ -68,8 +143,9 @@ def cmd_train(a: argparse.Namespace) -> int:
             f"--mu 0.4 learns from the first pass",
             file=sys.stderr,
         )
+    what = "MNIST digits" if a.dataset == "mnist" else f"images from {a.data} (IDX)"
     print(
-        f"lenet_fast: training LeNet-5 on {len(tr_x):,} MNIST digits, {a.passes} passes, "
+        f"lenet_fast: training LeNet-5 on {len(tr_x):,} {what}, {a.passes} passes, "
         f"{a.optimizer}{' with distortions' if a.distort else ''}, loss {a.loss}, seed {a.seed}; "
         f"isa {info()['isa']}, out {out}",
         flush=True,
@@ -125,7 +201,7 @@ def load_model(spec: str) -> LeNet5:
 
 def cmd_eval(a: argparse.Namespace) -> int:
     model = load_model(a.model)
-    _, _, te_x, te_y = load_mnist(a.data, download=a.download)
+    _, _, te_x, te_y = _load_data(a)
     y = model.forward(te_x)
     ev = evaluate(model, te_x, te_y)
     curve = reject_curve(LeNet5._margin(y), ev["predicted"] != te_y)
@@ -185,36 +261,42 @@ def cmd_info(a: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="lenet-fast", description="LeNet-5 (LeCun et al. 1998) on the CPU."
+    p = _Parser(prog="lenet-fast", description="LeNet-5 (LeCun et al. 1998) on the CPU.")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    dataset_help = (
+        "mnist (default): the four MNIST files, checksums verified; idx: any four files in "
+        "MNIST's IDX layout and names, any counts (needs --data)"
     )
-    sub = p.add_subparsers(dest="command", required=True)
 
     t = sub.add_parser("train", help="train LeNet-5 on MNIST as the paper does")
     t.add_argument(
         "--data",
         help="folder with the four MNIST .gz files (default: $LENET_FAST_DATA, else the cache)",
     )
+    t.add_argument("--dataset", choices=("mnist", "idx"), default="mnist", help=dataset_help)
     t.add_argument(
         "--download", action="store_true", help="fetch missing MNIST files (checksums verified)"
     )
     t.add_argument(
-        "--passes", type=int, default=20, help="passes over the training set (default 20)"
+        "--passes",
+        type=_int_at_least(1),
+        default=20,
+        help="passes over the training set (default 20)",
     )
     t.add_argument("--optimizer", choices=("sdlm", "sgd"), default="sdlm")
     t.add_argument(
         "--loss", choices=("mse", "map"), default="map", help="Eq. 9 (map, default) or Eq. 8 (mse)"
     )
-    t.add_argument("--map-j", type=float, default=5.0, help="j of Eq. 9 (default 5)")
+    t.add_argument("--map-j", type=_positive_float, default=5.0, help="j of Eq. 9 (default 5)")
     t.add_argument(
         "--loss-scale",
-        type=float,
+        type=_positive_float,
         default=1.0,
         help="E is multiplied by this (default 1); for SDLM the same as dividing mu by it",
     )
     t.add_argument(
         "--mu",
-        type=float,
+        type=_positive_float,
         default=None,
         help="SDLM's mu for every pass (default: 8 in passes 1-2, 0.5 in 3-5, the paper's 0.02 after)",
     )
@@ -238,12 +320,19 @@ def build_parser() -> argparse.ArgumentParser:
         default="reshuffle",
         help="a new random order each pass (default) or one order for all passes",
     )
-    t.add_argument("--lr", type=float, default=0.005, help="SGD learning rate (default 0.005)")
-    t.add_argument("--batch-size", type=int, default=32, help="SGD batch size")
     t.add_argument(
-        "--seed", type=int, default=0, help="seeds the weights, the order and the distortions"
+        "--lr", type=_positive_float, default=0.005, help="SGD learning rate (default 0.005)"
     )
-    t.add_argument("--limit", type=int, default=0, help="train on the first N digits only")
+    t.add_argument("--batch-size", type=_int_at_least(1), default=32, help="SGD batch size")
+    t.add_argument(
+        "--seed",
+        type=_int_at_least(0),
+        default=0,
+        help="seeds the weights, the order and the distortions",
+    )
+    t.add_argument(
+        "--limit", type=_int_at_least(1), default=0, help="train on the first N digits only"
+    )
     t.add_argument(
         "--out", default="lenet-fast-run", help="output folder (default ./lenet-fast-run)"
     )
@@ -262,6 +351,7 @@ def build_parser() -> argparse.ArgumentParser:
         "name (mnist, mnist-distorted)",
     )
     e.add_argument("--data", help="MNIST folder (default: $LENET_FAST_DATA, else the cache)")
+    e.add_argument("--dataset", choices=("mnist", "idx"), default="mnist", help=dataset_help)
     e.add_argument("--download", action="store_true")
     e.add_argument("--json", action="store_true", help="print the results as JSON")
     e.add_argument(
@@ -283,13 +373,29 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+# Exit status 2: the arguments or the input files cannot be used as given.
+_USAGE_ERRORS = (
+    UsageError,
+    ValueError,  # a corrupt data or model file, or values that do not go together
+    ImportError,  # --plot without matplotlib
+    FileNotFoundError,
+    IsADirectoryError,
+    NotADirectoryError,
+    PermissionError,
+)
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    """Run the command; return its exit status (2 usage or input, 1 failed run, 130 Ctrl-C)."""
     try:
+        args = build_parser().parse_args(argv)
         return int(args.func(args))
-    except (FileNotFoundError, ValueError, ImportError) as e:
+    except _USAGE_ERRORS as e:
         print(f"lenet-fast: error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # a download without network, a full disk: the run failed
+        print(f"lenet-fast: error: {e}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("\nlenet-fast: interrupted (the last checkpoint is intact)", file=sys.stderr)
         return 130

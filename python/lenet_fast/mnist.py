@@ -3,6 +3,8 @@
 * :func:`load_mnist` reads the four standard MNIST files (gzipped or not) from a folder,
   checks their structure and their sha256, and returns uint8 arrays (fetching missing
   files first with ``download=True``, through :mod:`lenet_fast.download`).
+* :func:`load_idx` reads four files in the same layout with any counts (another dataset
+  in MNIST's format), with the same structural checks and no checksum.
 * :func:`preprocess` pads a 28x28 digit to the 32x32 input plane and maps bytes to
   ``-0.1 + 1.275 * p / 255`` (the paper, section II-B).
 
@@ -27,7 +29,7 @@ import numpy.typing as npt
 from . import _validate
 from .download import MNIST_FILES, TIMEOUT, PathLike, download_files, resolve_root
 
-__all__ = ["load_mnist", "preprocess", "resolve_root"]
+__all__ = ["load_idx", "load_mnist", "preprocess", "resolve_root"]
 
 _IMAGES_MAGIC = 0x00000803  # unsigned byte, 3 dimensions
 _LABELS_MAGIC = 0x00000801  # unsigned byte, 1 dimension
@@ -53,37 +55,51 @@ def _candidates(stem: str) -> tuple[str, ...]:
     return (stem + ".gz", stem, dotted)
 
 
-def _parse_idx(data: bytes, path: Path, stem: str) -> np.ndarray:
-    """Check one decompressed IDX payload against MNIST_FILES[stem]; return a writable array."""
-    kind, count = MNIST_FILES[stem][:2]
+def _parse_idx(
+    data: bytes, path: Path, kind: str, count: int | None = None, fix: str = _WHAT_TO_DO_CORRUPT
+) -> np.ndarray:
+    """Check one decompressed IDX payload of ``kind`` ("images": unsigned bytes (N,28,28);
+    "labels": unsigned bytes (N,) with values 0..9) and return it as a writable array.
+
+    The structural checks (magic number, dimensions, exact length, label range) always
+    run; ``count``, when given, is the N the header must give (MNIST's 60,000 or 10,000),
+    checked before the length so a wrong header is named as such. ``fix`` ends each
+    message with what to do."""
     magic = _IMAGES_MAGIC if kind == "images" else _LABELS_MAGIC
     ndim = 3 if kind == "images" else 1
     header_len = 4 + 4 * ndim
+    what = f"MNIST {kind}" if count is not None else f"IDX {kind}"
+    layout = "unsigned bytes, (N,28,28)" if kind == "images" else "unsigned bytes, (N,)"
     if len(data) < header_len:
         raise ValueError(
             f"{path}: only {len(data)} bytes, shorter than the {header_len}-byte IDX header "
-            f"(truncated file). {_WHAT_TO_DO_CORRUPT}"
+            f"(truncated file). {fix}"
         )
     header = np.frombuffer(data, dtype=">u4", count=1 + ndim)
     got_magic = int(header[0])
     if got_magic != magic:
         raise ValueError(
             f"{path}: IDX magic number is 0x{got_magic:08X}, expected 0x{magic:08X} "
-            f"(MNIST {kind}); not an MNIST {kind} file, or corrupt. {_WHAT_TO_DO_CORRUPT}"
+            f"({what}: {layout}); not an {what} file, or corrupt. {fix}"
         )
     dims = tuple(int(d) for d in header[1:])
-    want_dims = (count, _SIDE, _SIDE) if kind == "images" else (count,)
+    n = dims[0] if count is None else count
+    want_dims = (n, _SIDE, _SIDE) if kind == "images" else (n,)
     if dims != want_dims:
-        raise ValueError(
-            f"{path}: IDX header gives dimensions {dims}, expected {want_dims} "
-            f"(MNIST has {count} {kind} in this file). {_WHAT_TO_DO_CORRUPT}"
+        expected = (
+            f"(MNIST has {count} {kind} in this file)"
+            if count is not None
+            else "(N,28,28): 28x28 images"
         )
-    expected = header_len + int(np.prod(want_dims))
-    if len(data) != expected:
-        what = "truncated" if len(data) < expected else "trailing bytes after the data"
+        raise ValueError(
+            f"{path}: IDX header gives dimensions {dims}, expected {want_dims} {expected}. {fix}"
+        )
+    expected_len = header_len + int(np.prod(want_dims))
+    if len(data) != expected_len:
+        problem = "truncated" if len(data) < expected_len else "trailing bytes after the data"
         raise ValueError(
             f"{path}: {len(data)} bytes after decompression, the header implies exactly "
-            f"{expected} ({what}). {_WHAT_TO_DO_CORRUPT}"
+            f"{expected_len} ({problem}). {fix}"
         )
     arr = np.frombuffer(data, dtype=np.uint8, offset=header_len).reshape(want_dims).copy()
     if kind == "labels":
@@ -91,35 +107,39 @@ def _parse_idx(data: bytes, path: Path, stem: str) -> np.ndarray:
         if bad.size:
             raise ValueError(
                 f"{path}: {bad.size} labels outside 0..9 (first at index {int(bad[0])}: "
-                f"{int(arr[bad[0]])}); corrupt file. {_WHAT_TO_DO_CORRUPT}"
+                f"{int(arr[bad[0]])}); corrupt file. {fix}"
             )
     return arr
 
 
-def _read_mnist_file(path: Path, stem: str, verify: bool) -> np.ndarray:
-    _, _, gz_size, gz_sha, _raw_size, raw_sha = MNIST_FILES[stem]
+def _read_bytes(path: Path, original_gz_size: int | None, fix: str) -> tuple[bytes, bytes]:
+    """(the file's bytes, the IDX payload): gunzipped for a ``.gz`` name."""
     raw = path.read_bytes()
-    is_gz = path.name.endswith(".gz")
+    if not path.name.endswith(".gz"):
+        return raw, raw
+    try:
+        return raw, gzip.decompress(raw)
+    except (OSError, EOFError, zlib.error) as e:
+        original = "" if original_gz_size is None else f", the original is {original_gz_size}"
+        raise ValueError(
+            f"{path}: not a valid gzip file ({type(e).__name__}: {e}); it is "
+            f"{len(raw)} bytes{original}. {fix}"
+        ) from None
+
+
+def _read_mnist_file(path: Path, stem: str, verify: bool) -> np.ndarray:
+    kind, count, gz_size, gz_sha, _raw_size, raw_sha = MNIST_FILES[stem]
+    raw, data = _read_bytes(path, gz_size, _WHAT_TO_DO_CORRUPT)
     actual_sha = hashlib.sha256(raw).hexdigest() if verify else None
-    if is_gz:
-        try:
-            data = gzip.decompress(raw)
-        except (OSError, EOFError, zlib.error) as e:
-            raise ValueError(
-                f"{path}: not a valid gzip file ({type(e).__name__}: {e}); it is "
-                f"{len(raw)} bytes, the original is {gz_size}. {_WHAT_TO_DO_CORRUPT}"
-            ) from None
-        expected_sha = gz_sha
-    else:
-        data = raw
-        expected_sha = raw_sha
+    expected_sha = gz_sha if path.name.endswith(".gz") else raw_sha
     del raw
-    arr = _parse_idx(data, path, stem)  # specific structural errors first
+    arr = _parse_idx(data, path, kind, count)  # specific structural errors first
     if verify and actual_sha != expected_sha:
         raise ValueError(
             f"{path}: sha256 mismatch: expected {expected_sha}, got {actual_sha}. The file "
             f"is well-formed but is not the original MNIST file. {_WHAT_TO_DO_CORRUPT} "
-            f"(To load a different dataset in MNIST format, pass verify=False.)"
+            f"(To load a different dataset in MNIST format, pass verify=False, or use "
+            f"load_idx.)"
         )
     return arr
 
@@ -196,6 +216,57 @@ def load_mnist(
         )
     paths = {stem: p for stem, p in found.items() if p is not None}
     arrays = [_read_mnist_file(paths[stem], stem, verify) for stem in MNIST_FILES]
+    train_images, train_labels, test_images, test_labels = arrays
+    return train_images, train_labels, test_images, test_labels
+
+
+_WHAT_TO_DO_IDX = (
+    "Rewrite the file in IDX format (unsigned bytes: images (N,28,28), labels (N,) of 0..9)."
+)
+
+
+def load_idx(root: PathLike) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Load a dataset of 28x28 images in MNIST's IDX layout, with any counts, from a folder.
+
+    The folder holds the four files under MNIST's names (``train-images-idx3-ubyte``,
+    ``train-labels-idx1-ubyte``, ``t10k-images-idx3-ubyte``, ``t10k-labels-idx1-ubyte``),
+    each read as ``<name>.gz`` if present, else ``<name>``, else the dotted variant
+    (``train-images.idx3-ubyte``), as :func:`load_mnist` does. The counts may be anything
+    (Fashion-MNIST, a subset of MNIST, your own digits); there is no checksum. The
+    structure is checked as :func:`load_mnist` checks it: gzip, magic numbers,
+    dimensions (images 28x28), exact lengths (no truncation, no trailing bytes), labels
+    0..9, and as many labels as images in each split.
+
+    Returns ``(train_images, train_labels, test_images, test_labels)``: uint8 arrays of
+    shapes (N,28,28), (N,), (M,28,28), (M,), fresh, writable and C-contiguous.
+
+    Raises FileNotFoundError for a missing folder or file and ValueError for a corrupt or
+    inconsistent one; the message names the file and what was expected.
+    """
+    if root is None:
+        raise TypeError("root: expected the folder holding the four IDX files, got None")
+    folder = resolve_root(root)
+    found = {stem: _find(folder, stem) for stem in MNIST_FILES}
+    missing = [stem for stem, p in found.items() if p is None]
+    if missing:
+        names = ", ".join(missing)
+        where = "does not exist" if not folder.is_dir() else "has no such file"
+        raise FileNotFoundError(
+            f"IDX file(s) not found: {names} (as <name>.gz, <name> or the dotted "
+            f"variant) in {folder.absolute()} (the folder {where}). Pass the folder "
+            f"holding the four files in MNIST's layout and names."
+        )
+    paths = [p for p in found.values() if p is not None]
+    arrays = []
+    for path, (kind, *_) in zip(paths, MNIST_FILES.values()):
+        _, data = _read_bytes(path, None, _WHAT_TO_DO_IDX)
+        arrays.append(_parse_idx(data, path, kind, None, _WHAT_TO_DO_IDX))
+    for i in (0, 2):  # (train images, train labels), (test images, test labels)
+        if len(arrays[i]) != len(arrays[i + 1]):
+            raise ValueError(
+                f"{paths[i + 1]}: {len(arrays[i + 1]):,} labels, expected one per image: "
+                f"{paths[i]} holds {len(arrays[i]):,} images"
+            )
     train_images, train_labels, test_images, test_labels = arrays
     return train_images, train_labels, test_images, test_labels
 

@@ -5,6 +5,12 @@ The instruction set is chosen from the CPU when the package is imported;
 ``LENET_FAST_ISA=scalar|avx2|auto`` in the environment overrides that choice (an unknown or
 unavailable value makes ``import lenet_fast`` raise ImportError), and :func:`set_isa`
 changes it at run time.
+
+The thread count is :func:`set_num_threads`'s; where threadpoolctl (>= 3.4) is installed,
+``threadpoolctl.threadpool_limits(n)`` limits it too, inside the block, and
+``threadpoolctl.threadpool_info()`` lists it (``internal_api`` "lenet_fast", ``user_api``
+"openmp", since the kernels' threads are an OpenMP team: ``user_api="openmp"`` limits them,
+``user_api="blas"`` does not). The limit is process-wide, not per thread.
 """
 
 from __future__ import annotations
@@ -111,3 +117,45 @@ def _isa_from_env() -> None:
 
 
 _isa_from_env()
+
+
+def _register_threadpoolctl() -> None:
+    """Teach threadpoolctl, if it is installed and new enough, to find and limit _core.
+
+    threadpoolctl looks through the loaded shared libraries for file names starting with a
+    controller's ``filename_prefixes`` and keeps a match only if it exports one of its
+    ``check_symbols``: "_core" alone would match any package's _core extension, the
+    exported ``lenet_fast_get_num_threads`` only ours. It then calls the library's C
+    functions through ctypes (csrc/dispatch.h), so it limits the very library it found.
+    """
+    try:
+        import threadpoolctl
+    except ImportError:  # an optional dependency
+        return
+    base = getattr(threadpoolctl, "LibController", None)
+    register = getattr(threadpoolctl, "register", None)
+    if base is None or register is None:  # threadpoolctl < 3.4: no third-party controllers
+        return
+
+    class LenetFastController(base):  # type: ignore[misc, valid-type]
+        """lenet_fast's kernel thread count, for threadpoolctl."""
+
+        user_api = "openmp"
+        internal_api = "lenet_fast"
+        filename_prefixes = ("_core",)
+        check_symbols = ("lenet_fast_get_num_threads", "lenet_fast_set_num_threads")
+
+        def get_num_threads(self) -> int:
+            return int(self.dynlib.lenet_fast_get_num_threads())
+
+        def set_num_threads(self, num_threads: int) -> None:
+            # threadpoolctl passes a count >= 1; the C function ignores anything below
+            self.dynlib.lenet_fast_set_num_threads(int(num_threads))
+
+        def get_version(self) -> str:
+            return __version__
+
+    register(LenetFastController)
+
+
+_register_threadpoolctl()
