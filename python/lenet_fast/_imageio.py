@@ -294,6 +294,36 @@ def _corrupt(name: str, fmt: str | None, e: BaseException) -> ImageError:
     return ImageError(f"{name}: corrupt {fmt or 'image'} data ({what})")
 
 
+# the first bytes of each format load_image reads, to tell a broken file from a stranger
+_MAGIC = (
+    (b"\x89PNG\r\n\x1a\n", "PNG"),
+    (b"\xff\xd8\xff", "JPEG"),
+    (b"GIF87a", "GIF"),
+    (b"GIF89a", "GIF"),
+    (b"BM", "BMP"),
+    (b"II*\x00", "TIFF"),
+    (b"MM\x00*", "TIFF"),
+    (b"RIFF", "WebP"),
+)
+
+
+def _sniff(fp: IO[bytes] | None) -> str | None:
+    """The format ``fp``'s first bytes announce, or None."""
+    if fp is None:
+        return None
+    try:
+        fp.seek(0)
+        head = fp.read(16)
+    except Exception:
+        return None
+    for magic, fmt in _MAGIC:
+        if head.startswith(magic) and (fmt != "WebP" or head[8:12] == b"WEBP"):
+            return fmt
+    if len(head) >= 3 and head[:1] == b"P" and head[1:2] in b"123456" and head[2:3].isspace():
+        return "PBM/PGM/PPM"
+    return None
+
+
 def _orientation(im: PILImage.Image) -> int:
     """The EXIF orientation, 1 (upright) when there is none or the EXIF block is broken:
     a photo with a corrupt EXIF is still a photo."""
@@ -313,6 +343,11 @@ def _decode(
             try:
                 im = Image.open(fp, formats=_FORMATS)
             except Image.UnidentifiedImageError:
+                fmt = _sniff(fp)
+                if fmt:  # Pillow's plugin gave up on a header that starts as it should
+                    raise ImageError(
+                        f"{name}: truncated or corrupt {fmt} file (its header cannot be read)"
+                    ) from None
                 raise ImageError(
                     f"{name}: not an image Pillow can read (expected {_FORMAT_NAMES})"
                 ) from None
@@ -322,18 +357,26 @@ def _decode(
             im = image
         fmt = getattr(im, "format", None)
         try:
-            w, h = im.size
-            _check_size(name, w, h, max_pixels)  # from the header, before any pixel
-            if fmt in ("JPEG", "MPO") and im.mode == "RGB":
-                im.draft("L", None)  # libjpeg gives the luma plane: a third of the memory
-            im.load()
-            grey = _grey_pil(name, Image, im)
+            try:
+                w, h = im.size
+                _check_size(name, w, h, max_pixels)  # from the header, before any pixel
+                if fmt in ("JPEG", "MPO") and im.mode == "RGB":
+                    im.draft("L", None)  # libjpeg gives the luma plane: a third of the memory
+                im.load()
+            except ImageError:
+                raise
+            except Exception as e:  # anything a corrupt file makes Pillow raise (OSError, ...)
+                raise _corrupt(name, fmt, e) from None
             upright = _ORIENTATION.get(_orientation(im))
+            try:
+                grey = _grey_pil(name, Image, im)
+            except ImageError:
+                raise
+            except (ValueError, OSError) as e:  # a conversion Pillow does not have
+                raise ImageError(
+                    f"{name}: pixel mode {im.mode!r} cannot be made grey ({e})"
+                ) from None
             return grey if upright is None else np.ascontiguousarray(upright(grey))
-        except ImageError:
-            raise
-        except Exception as e:  # anything a corrupt file makes Pillow raise (OSError, ...)
-            raise _corrupt(name, fmt, e) from None
         finally:
             if image is None:
                 im.close()
@@ -368,6 +411,15 @@ def _read_stream(f: Any, max_pixels: int) -> IO[bytes]:
     except Exception:
         seekable = False
     if seekable:
+        try:
+            empty = not f.read(1)
+            f.seek(0)  # where Pillow reads from
+        except Exception as e:
+            raise ImageError(
+                f"src: the file object cannot be read ({type(e).__name__}: {e})"
+            ) from None
+        if empty:
+            raise ImageError("src: empty (0 bytes), expected an image file")
         return f
     limit = 8 * max_pixels + 2**20  # 16-bit RGBA uncompressed, plus headers
     buf = io.BytesIO()
@@ -385,6 +437,8 @@ def _read_stream(f: Any, max_pixels: int) -> IO[bytes]:
         buf.write(chunk)
         if buf.tell() > limit:
             raise ImageError(f"src: stream longer than {limit} bytes, the bound for max_pixels")
+    if not buf.tell():
+        raise ImageError("src: empty (0 bytes), expected an image file")
     buf.seek(0)
     return buf
 
