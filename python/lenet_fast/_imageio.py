@@ -352,7 +352,7 @@ def _decode(
                     f"{name}: not an image Pillow can read (expected {_FORMAT_NAMES})"
                 ) from None
             except Exception as e:  # a header Pillow recognised, then could not parse
-                raise _corrupt(name, None, e) from None
+                raise _corrupt(name, _sniff(fp), e) from None
         else:
             im = image
         fmt = getattr(im, "format", None)
@@ -474,8 +474,8 @@ def load_image(src: ImageSource, *, max_pixels: int = MAX_PIXELS) -> npt.NDArray
     missing. Safe to call from many threads at once.
     """
     max_pixels = _validate.int_at_least("max_pixels", max_pixels, 1)
-    if isinstance(src, np.ndarray):
-        return _from_array(src, max_pixels)
+    if isinstance(src, (np.ndarray, np.generic)):  # a NumPy scalar is a 0-d array
+        return _from_array(np.asarray(src), max_pixels)
     pil_module = sys.modules.get("PIL.Image")
     if pil_module is not None and isinstance(src, pil_module.Image):
         return _decode("src", None, src, max_pixels, pil_module)
