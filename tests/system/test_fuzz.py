@@ -584,3 +584,185 @@ def test_gradients_of_an_empty_batch():
         return
     assert loss == 0.0 and y.shape == (0, 10)
     assert all(not g.any() for g in grads.values())
+
+
+# ----------------------------------------------------------------------------- load_image
+
+N_IMAGE_ARRAY_CASES = 3_000
+N_IMAGE_BYTES_CASES = 10_000
+
+_IMAGE_DTYPES = [
+    "u1", "u2", ">u2", "f2", "f4", "f8", ">f4",  # accepted
+    "?", "i1", "i2", "i4", "i8", "u4", "u8", "c8", "O", "U1", "f16" if hasattr(np, "float128") else "c16",
+]  # fmt: skip
+
+
+def _image_dtype_ok(dt: np.dtype) -> bool:
+    return (dt.kind == "u" and dt.itemsize <= 2) or (dt.kind == "f" and dt.itemsize <= 8)
+
+
+def _image_array(rng):
+    """A random array: dtype, number of dimensions, sizes (0 included), values (floats
+    out of [0,1] or NaN now and then) and layout (views, broadcasts) all drawn."""
+    dt = np.dtype(_IMAGE_DTYPES[int(rng.integers(len(_IMAGE_DTYPES)))])
+    ndim = int(rng.choice([0, 1, 2, 2, 2, 3, 3, 3, 4]))
+    shape = [int(rng.integers(0, 7)) for _ in range(ndim)]
+    if ndim == 3 and rng.random() < 0.7:
+        shape[2] = int(rng.choice([3, 4]))
+    if dt.kind == "f":
+        v = rng.random(shape)
+        if rng.random() < 0.2:
+            v = 3 * v - 1
+        if rng.random() < 0.1 and v.size:
+            v.flat[int(rng.integers(v.size))] = rng.choice([np.nan, np.inf])
+    else:
+        v = rng.integers(0, 65536 if dt.itemsize > 1 else 256, shape)
+    a = v.astype(dt)
+    u = rng.random()
+    if u < 0.1 and a.ndim >= 2:
+        a = a.swapaxes(0, 1)
+    elif u < 0.2 and a.ndim:
+        a = a[::-1]
+    elif u < 0.25 and a.ndim >= 2:  # a huge declared size, zero strides: no memory behind it
+        a = np.broadcast_to(a.reshape(-1)[:1].reshape((1,) * a.ndim) if a.size else
+                            np.zeros((1,) * a.ndim, dt), (1 << 16, 1 << 16) + a.shape[2:])  # fmt: skip
+    return a
+
+
+def _image_expected(a: np.ndarray) -> np.ndarray:
+    """What load_image must give for a valid array, in float: 8-bit scaling, luma, white."""
+    f = a.astype(np.float64)
+    f = f / 65535 * 255 if a.dtype.kind == "u" and a.dtype.itemsize == 2 else f
+    f = f * 255 if a.dtype.kind == "f" else f
+    if a.ndim == 2:
+        return f
+    grey = 0.299 * f[..., 0] + 0.587 * f[..., 1] + 0.114 * f[..., 2]
+    if a.shape[2] == 4:
+        alpha = np.rint(f[..., 3]) / 255
+        grey = np.rint(grey) * alpha + 255 * (1 - alpha)
+    return grey
+
+
+def test_fuzz_load_image_arrays():
+    from lenet_fast._imageio import ImageError, load_image
+
+    rng = np.random.default_rng(2026)
+    max_pixels = 1 << 20
+    outcomes = {"ok": 0, "type": 0, "value": 0}
+    for i in range(N_IMAGE_ARRAY_CASES):
+        a = _image_array(rng)
+        what = f"case {i}: {a.dtype} {a.shape} strides {a.strides}"
+        typed = not _image_dtype_ok(a.dtype)
+        shaped = (a.ndim == 2 or (a.ndim == 3 and a.shape[2] in (3, 4))) and (
+            a.ndim >= 2 and 1 <= a.shape[0] * a.shape[1] <= max_pixels and min(a.shape[:2]) >= 1
+        )
+        valid = not typed and shaped
+        if valid and a.dtype.kind == "f":
+            f = a.astype(np.float64)
+            valid = bool(np.isfinite(f).all() and f.min() >= 0 and f.max() <= 1)
+        try:
+            got = load_image(a, max_pixels=max_pixels)
+        except TypeError as e:
+            assert str(e).startswith("src:"), f"{what}: {e}"
+            assert typed, f"{what}: TypeError for a valid dtype: {e}"
+            outcomes["type"] += 1
+            continue
+        except ValueError as e:
+            assert isinstance(e, ImageError) and str(e).startswith("src:"), f"{what}: {e!r}"
+            assert not typed, f"{what}: a wrong dtype must be a TypeError: {e}"
+            assert not valid, f"{what}: a valid array refused: {e}"
+            outcomes["value"] += 1
+            continue
+        assert valid, f"{what}: an invalid array accepted"
+        assert got.dtype == np.uint8 and got.shape == a.shape[:2] and got.flags.c_contiguous
+        assert not np.shares_memory(got, a), what
+        diff = np.abs(got - _image_expected(a))
+        assert diff.max() <= 1.5, f"{what}: off by {diff.max()}"
+        outcomes["ok"] += 1
+    assert min(outcomes.values()) > N_IMAGE_ARRAY_CASES // 20, outcomes
+
+
+def _encoded_images() -> list[bytes]:
+    """Small real files of each format and several modes, the seeds of the mutations."""
+    import io
+
+    Image = pytest.importorskip("PIL.Image")
+    rng = np.random.default_rng(11)
+    rgba = rng.integers(0, 256, (7, 11, 4), dtype=np.uint8)
+    base = Image.fromarray(rgba)
+    out = []
+    for fmt, modes in (
+        ("PNG", ["L", "RGB", "RGBA", "P", "LA", "1"]),
+        ("JPEG", ["L", "RGB", "CMYK"]),
+        ("GIF", ["P"]),
+        ("BMP", ["L", "RGB", "1"]),
+        ("TIFF", ["L", "RGB", "RGBA", "CMYK"]),
+        ("PPM", ["L", "RGB"]),
+    ):
+        for mode in modes:
+            b = io.BytesIO()
+            base.convert(mode).save(b, fmt)
+            out.append(b.getvalue())
+    b = io.BytesIO()
+    Image.fromarray(rng.integers(0, 65536, (5, 6), dtype=np.uint16)).save(b, "PNG")
+    out.append(b.getvalue())
+    return out
+
+
+def _mutate_bytes(data: bytes, rng) -> tuple[str, bytes]:
+    kind = ["truncate", "flip", "overwrite", "insert", "random", "splice"][int(rng.integers(6))]
+    b = bytearray(data)
+    if kind == "truncate":
+        return kind, bytes(b[: int(rng.integers(0, len(b)))])
+    if kind == "flip":
+        for _ in range(int(rng.integers(1, 9))):
+            j = int(rng.integers(len(b)))
+            b[j] ^= 1 << int(rng.integers(8))
+        return kind, bytes(b)
+    if kind == "overwrite":
+        j = int(rng.integers(len(b)))
+        n = int(rng.integers(1, 17))
+        b[j : j + n] = rng.integers(0, 256, n, dtype=np.uint8).tobytes()
+        return kind, bytes(b)
+    if kind == "insert":
+        j = int(rng.integers(len(b)))
+        return kind, bytes(b[:j]) + rng.integers(0, 256, 8, dtype=np.uint8).tobytes() + bytes(b[j:])
+    if kind == "random":
+        return kind, rng.integers(0, 256, int(rng.integers(0, 300)), dtype=np.uint8).tobytes()
+    j, k = sorted(int(x) for x in rng.integers(0, len(b), 2))
+    return kind, bytes(b[:k]) + bytes(b[j:])  # a repeated stretch
+
+
+def test_fuzz_load_image_bytes():
+    """Truncations, bit flips, overwritten, inserted and repeated bytes of real files, and
+    random bytes: each is an ImageError naming src, or a valid picture; no warning escapes
+    and Pillow's own limit is left as it was."""
+    import warnings
+
+    Image = pytest.importorskip("PIL.Image")
+    from lenet_fast._imageio import ImageError, load_image
+
+    seeds = _encoded_images()
+    rng = np.random.default_rng(314)
+    max_pixels = 1 << 16  # a flipped size field cannot make a case slow
+    limit = Image.MAX_IMAGE_PIXELS
+    outcomes = {"ok": 0, "error": 0}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for i in range(N_IMAGE_BYTES_CASES):
+            seed = int(rng.integers(len(seeds)))
+            kind, data = _mutate_bytes(seeds[seed], rng)
+            what = f"case {i}: {kind} of seed {seed}, {len(data)} bytes"
+            try:
+                got = load_image(data, max_pixels=max_pixels)
+            except (TypeError, ValueError) as e:
+                assert isinstance(e, ImageError), f"{what}: {e!r}"
+                assert str(e).startswith("src: "), f"{what}: {e}"
+                outcomes["error"] += 1
+                continue
+            assert isinstance(got, np.ndarray) and got.dtype == np.uint8 and got.ndim == 2, what
+            assert 1 <= got.size <= max_pixels and got.flags.c_contiguous, what
+            outcomes["ok"] += 1
+    assert [str(w.message) for w in caught] == []
+    assert Image.MAX_IMAGE_PIXELS == limit
+    assert min(outcomes.values()) > N_IMAGE_BYTES_CASES // 20, outcomes

@@ -19,6 +19,7 @@ ROWS = [
     ("checkpoint",),
     ("network",),
     ("mnist", "download", "distort"),
+    ("_imageio",),
     ("kernels", "reference", "tables", "layout", "runtime", "_validate", "_files", "_core"),
 ]
 RANK = {name: i for i, row in enumerate(ROWS) for name in row}
