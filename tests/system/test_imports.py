@@ -18,7 +18,7 @@ ROWS = [
     ("train",),
     ("checkpoint",),
     ("network",),
-    ("mnist", "download", "distort"),
+    ("mnist", "download", "distort", "image"),
     ("kernels", "reference", "tables", "layout", "runtime", "_validate", "_files", "_core"),
 ]
 RANK = {name: i for i, row in enumerate(ROWS) for name in row}
