@@ -139,16 +139,67 @@ DigitStatus normalize_one(uint8_t* out, const GreyImage& img, int invert) {
     const double bg = border_median<T>(img);
     const bool inv = invert == kInvertAuto ? bg > 0.5 * img.pixel_max : invert != 0;
     const InkOf ink{bg, kInkThreshold * img.pixel_max, inv};
+    // uint8: the ink of each of the 256 values, looked up
+    double lut[256];
+    if constexpr (std::is_same<T, uint8_t>::value)
+        for (int v = 0; v < 256; ++v) lut[v] = ink(static_cast<double>(v));
+    auto ink_at = [&](T x) -> double {
+        if constexpr (std::is_same<T, uint8_t>::value) return lut[x];
+        return ink(static_cast<double>(x));
+    };
+    // Ink is monotone in the pixel value: a pixel is ink iff x >= cut (x <= cut inverted).
+    // For integer pixels the cut is the first (last) integer value with ink, so the test is
+    // exactly ink_at(x) != 0; for floats it is that test itself.
+    double cut = 0.0;
+    bool any_cut = true;
+    if constexpr (!std::is_floating_point<T>::value) {
+        const double top_v = static_cast<double>(std::numeric_limits<T>::max());
+        // the integer nearest the threshold crossing, then stepped to the exact edge
+        double c = inv ? std::floor(bg - ink.thr) : std::ceil(bg + ink.thr);
+        c = std::min(top_v, std::max(0.0, c));
+        if (inv) {
+            while (c < top_v && ink(c + 1.0) != 0.0) c += 1.0;
+            while (c >= 0.0 && ink(c) == 0.0) c -= 1.0;
+            any_cut = c >= 0.0;
+        } else {
+            while (c > 0.0 && ink(c - 1.0) != 0.0) c -= 1.0;
+            while (c <= top_v && ink(c) == 0.0) c += 1.0;
+            any_cut = c <= top_v;
+        }
+        cut = c;
+    }
+    if (!any_cut) return DigitStatus::kNoInk;
+    auto is_ink = [&](T x) -> bool {
+        if constexpr (std::is_floating_point<T>::value) return ink(static_cast<double>(x)) != 0.0;
+        return inv ? static_cast<double>(x) <= cut : static_cast<double>(x) >= cut;
+    };
+    auto row_has_ink = [&](const T* row) -> bool {
+        if constexpr (std::is_floating_point<T>::value) {
+            for (int64_t j = 0; j < W; ++j)
+                if (is_ink(row[j])) return true;
+            return false;
+        } else {
+            // branch-free, so that the compiler vectorises it
+            const T c = static_cast<T>(cut);
+            bool any = false;
+            if (inv) {
+                for (int64_t j = 0; j < W; ++j) any |= row[j] <= c;
+            } else {
+                for (int64_t j = 0; j < W; ++j) any |= row[j] >= c;
+            }
+            return any;
+        }
+    };
 
     // 1. the ink bounding box [top, bottom) x [left, right)
     int64_t top = H, bottom = 0, left = W, right = 0;
     for (int64_t i = 0; i < H; ++i) {
         const T* row = p + i * W;
+        if (!row_has_ink(row)) continue;
         int64_t j0 = 0;
-        while (j0 < W && ink(static_cast<double>(row[j0])) == 0.0) ++j0;
-        if (j0 == W) continue;
+        while (!is_ink(row[j0])) ++j0;
         int64_t j1 = W;
-        while (ink(static_cast<double>(row[j1 - 1])) == 0.0) --j1;
+        while (!is_ink(row[j1 - 1])) --j1;
         top = std::min(top, i);
         bottom = i + 1;
         left = std::min(left, j0);
@@ -171,19 +222,34 @@ DigitStatus normalize_one(uint8_t* out, const GreyImage& img, int invert) {
     }
     const AxisMap a = axis_map(n);
 
-    // 4. resample, one axis at a time: tmp (h,20) along the rows, then box (20,20)
-    std::vector<double> tmp(static_cast<size_t>(h * kBox), 0.0);
-    // crop positions whose pixel lies in the box's columns [left, right)
+    // 4. resample, one axis at a time: tmp (h,20) along the rows, then box (20,20).
+    // Along a row, cell c sums, in ascending k, the w1 share of the pixel that straddles
+    // its left edge, then the w0 shares of the pixels that start in it (c0 is
+    // nondecreasing in k); only the positions k in [k_lo, k_hi) read the box's columns.
     const int64_t k_lo = (left - q0) << shift, k_hi = std::min(n, (right - q0) << shift);
+    int64_t kb[kBox], ke[kBox], ks[kBox];
+    for (int c = 0; c < kBox; ++c) kb[c] = ke[c] = ks[c] = -1;
+    for (int64_t k = k_lo; k < k_hi; ++k) {
+        const auto s = static_cast<size_t>(k);
+        const int c = a.c0[s];
+        if (kb[c] < 0) kb[c] = k;
+        ke[c] = k + 1;
+        if (a.w1[s] != 0.0) ks[a.c1[s]] = k;
+    }
+    std::vector<double> tmp(static_cast<size_t>(h * kBox), 0.0), buf(static_cast<size_t>(w));
     for (int64_t i = top; i < bottom; ++i) {
-        const T* row = p + i * W;
+        const T* row = p + i * W + left;
+        for (int64_t j = 0; j < w; ++j) buf[static_cast<size_t>(j)] = ink_at(row[j]);
+        // crop position k reads buf[(k >> shift) - off]
+        const int64_t off = left - q0;
+        const double* v = buf.data();
         double* t = tmp.data() + (i - top) * kBox;
-        for (int64_t k = k_lo; k < k_hi; ++k) {
-            const double v = ink(static_cast<double>(row[q0 + (k >> shift)]));
-            if (v == 0.0) continue;
-            const auto s = static_cast<size_t>(k);
-            t[a.c0[s]] += v * a.w0[s];
-            if (a.w1[s] != 0.0) t[a.c1[s]] += v * a.w1[s];
+        for (int c = 0; c < kBox; ++c) {
+            double sum = 0.0;
+            if (ks[c] >= 0) sum += v[(ks[c] >> shift) - off] * a.w1[static_cast<size_t>(ks[c])];
+            for (int64_t k = kb[c]; k >= 0 && k < ke[c]; ++k)
+                sum += v[(k >> shift) - off] * a.w0[static_cast<size_t>(k)];
+            t[c] = sum;
         }
     }
     double box[kBox * kBox] = {};
