@@ -12,6 +12,7 @@ import numpy.typing as npt
 
 __all__ = [
     "INK_THRESHOLD",
+    "MAX_PIXELS",
     "NoInkError",
     "choice",
     "digit_images",
@@ -111,6 +112,11 @@ def labels(
 INK_THRESHOLD: float = 0.5 / 255.0
 
 
+#: The largest image normalize_digit takes (16384 x 16384 pixels): far above any scan of
+#: one digit, and a bound on the memory a call can ask for.
+MAX_PIXELS = 1 << 28
+
+
 class NoInkError(ValueError):
     """A grey image with no ink: nothing differs from its background by at least
     ``INK_THRESHOLD`` of full white (``lenet_fast.image.NoInkError`` is this class)."""
@@ -151,9 +157,14 @@ def _grey_array(name: str, img: Any, ndim: int, layout: str) -> npt.NDArray[Any]
         )
     if arr.ndim != ndim or min(arr.shape[-2:], default=0) < 1:
         raise ValueError(f"{name}: expected {layout} with H, W >= 1, got shape {arr.shape}")
+    if arr.shape[-1] * arr.shape[-2] > MAX_PIXELS:
+        raise ValueError(
+            f"{name}: expected at most {MAX_PIXELS:,} pixels an image, got shape {arr.shape}"
+        )
     if not arr.dtype.isnative:
         arr = arr.astype(arr.dtype.newbyteorder("="))
-    return np.ascontiguousarray(arr)
+    arr = np.ascontiguousarray(arr)
+    return arr if arr.flags.aligned else arr.copy()  # a copy is aligned
 
 
 def _pixel_max(arr: npt.NDArray[Any], pixel_max: Any) -> float:
