@@ -119,7 +119,10 @@ MAX_PIXELS = 1 << 28
 
 class NoInkError(ValueError):
     """A grey image with no ink: nothing differs from its background by at least
-    ``INK_THRESHOLD`` of full white (``lenet_fast.image.NoInkError`` is this class)."""
+    ``INK_THRESHOLD`` of full white. Defined here, below the kernels that raise it, and
+    exported by :mod:`lenet_fast.image`."""
+
+    __module__ = "lenet_fast.image"
 
 
 #: The value of full white of each pixel type when ``pixel_max`` is not given.
