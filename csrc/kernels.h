@@ -75,4 +75,29 @@ void rbf_forward(float* y, const float* x, const float* c, int64_t N, int64_t M,
 void rbf_backward(float* dx, float* dc, const float* x, const float* c, const float* dy, int64_t N,
                   int64_t M, int64_t J);
 
+// --- a raw digit into MNIST's 28x28 format (paper III-A; QMNIST's reconstruction) -----
+// One grey image of any size H x W >= 1 x 1, C-contiguous, of one of four pixel types.
+enum class PixelType : int { kU8 = 0, kU16 = 1, kF32 = 2, kF64 = 3 };
+struct GreyImage {
+    const void* data;  // (H,W) pixels of `type`
+    PixelType type;
+    int64_t H, W;
+    double pixel_max;  // the value of full white (> 0)
+};
+// Polarity: -1 decides from the border (its lower median above pixel_max / 2: dark ink on
+// light paper, inverted), 0 never inverts, 1 always inverts.
+constexpr int kInvertAuto = -1;
+// Ink is |pixel - background| (the background: the border's lower median) where it is at
+// least this fraction of pixel_max, and 0 elsewhere: half of one of MNIST's 255 grey levels.
+constexpr double kInkThreshold = 0.5 / 255.0;
+// What normalize_digit found.
+enum class DigitStatus : int8_t { kInk = 0, kNoInk = 1, kNotFinite = 2, kOutOfRange = 3 };
+// out (28,28) uint8 = img as MNIST made its digits: ink bounding box, square crop of side
+// max(h, w, 10), doubled while under 20 px, area-coverage resampling to 20x20, darkest ink
+// 255, centre of mass at pixel 14. Anything but kInk leaves out all zero.
+DigitStatus normalize_digit(uint8_t* out, const GreyImage& img, int invert);
+// out (N,28,28), status (N,) for the N images imgs[0..N): parallel over the images.
+void normalize_digits(uint8_t* out, DigitStatus* status, const GreyImage* imgs, int64_t N,
+                      int invert);
+
 }  // namespace lenet_fast

@@ -5,6 +5,7 @@ namespace lenet_fast {
 void bind_kernels(pybind11::module_& m);
 void bind_info(pybind11::module_& m);
 void bind_network(pybind11::module_& m);
+void bind_image(pybind11::module_& m);
 }  // namespace lenet_fast
 
 PYBIND11_MODULE(_core, m) {
@@ -12,4 +13,5 @@ PYBIND11_MODULE(_core, m) {
     lenet_fast::bind_kernels(m);
     lenet_fast::bind_info(m);
     lenet_fast::bind_network(m);
+    lenet_fast::bind_image(m);
 }

@@ -11,7 +11,7 @@ runs), and :func:`set_isa` changes it at run time.
 
 from __future__ import annotations
 
-from . import kernels, reference, runtime, tables
+from . import image, kernels, reference, runtime, tables
 from .mnist import load_idx, load_mnist, preprocess
 from .model import LeNet5
 from .runtime import (
@@ -32,6 +32,7 @@ __all__ = [
     "evaluate",
     "get_isa",
     "get_num_threads",
+    "image",
     "info",
     "kernels",
     "load_idx",

@@ -14,16 +14,29 @@ that number.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import numpy.typing as npt
 
 from . import _core
+from ._validate import (
+    NoInkError,
+    grey_image,
+    grey_stack,
+    image_list,
+    invert_mode,
+    no_ink_message,
+    out_of_range,
+)
 
 __all__ = [
     "conv2d_backward",
     "conv2d_forward",
     "linear_backward",
     "linear_forward",
+    "normalize_digit",
+    "normalize_digits",
     "rbf_backward",
     "rbf_forward",
     "sparse_conv2d_backward",
@@ -130,3 +143,58 @@ def rbf_forward(x: F32, c: F32) -> F32:
 def rbf_backward(x: F32, c: F32, dy: F32) -> tuple[F32, F32]:
     """Gradients of ``sum(rbf_forward(x, c) * dy)``: x (N,J), c (M,J), dy (N,M) -> dx, dc."""
     return _core.rbf_backward(x, c, dy)
+
+
+# Status codes of _core.normalize_digits.
+_INK, _NO_INK, _NOT_FINITE, _OUT_OF_RANGE = 0, 1, 2, 3
+
+
+def _raise_for(name: str, status: int, arr: npt.NDArray[Any], pm: float, given: bool) -> None:
+    if status == _NO_INK:
+        raise NoInkError(no_ink_message(name))
+    if status == _NOT_FINITE:
+        raise ValueError(f"{name}: expected finite pixels, got NaN or inf")
+    if status == _OUT_OF_RANGE:
+        lo, hi = float(arr.min()), float(arr.max())
+        raise ValueError(out_of_range(name, arr.dtype, lo, hi, pm, given))
+
+
+def normalize_digit(
+    img: npt.ArrayLike, invert: str | bool = "auto", *, pixel_max: float | None = None
+) -> npt.NDArray[np.uint8]:
+    """One grey image (H,W) of uint8, uint16 or floats -> (28,28) uint8 in MNIST's format
+    (paper III-A; QMNIST's reconstruction), in C++: see
+    :func:`lenet_fast.image.normalize_digit`. Same bytes as
+    :func:`lenet_fast.reference.normalize_digit`; NoInkError for a blank image."""
+    mode = invert_mode(invert)
+    arr, pm = grey_image("img", img, pixel_max, check_values=False)
+    digits, status = _core.normalize_digits(arr[None], np.array([pm]), mode)
+    _raise_for("img", int(status[0]), arr, pm, pixel_max is not None)
+    return digits[0]
+
+
+def normalize_digits(
+    images: Any, invert: str | bool = "auto", *, pixel_max: float | None = None
+) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.bool_]]:
+    """Many grey images -> (digits (N,28,28) uint8, ink (N,) bool), in C++ across up to
+    :func:`lenet_fast.get_num_threads` threads, the GIL released: see
+    :func:`lenet_fast.image.normalize_digits`."""
+    mode = invert_mode(invert)
+    given = pixel_max is not None
+    views: Any
+    if isinstance(images, np.ndarray) and images.ndim != 2:
+        views, pm = grey_stack("images", images, pixel_max)
+        pms = np.full(len(views), pm)
+    else:
+        seq = [
+            grey_image(f"images[{i}]", im, pixel_max, check_values=False)
+            for i, im in enumerate(image_list(images))
+        ]
+        views = [a for a, _ in seq]
+        pms = np.array([p for _, p in seq], dtype=np.float64)
+    digits, status = _core.normalize_digits(views, pms, mode)
+    bad = np.flatnonzero(status > _NO_INK)
+    if bad.size:
+        i = int(bad[0])
+        _raise_for(f"images[{i}]", int(status[i]), views[i], float(pms[i]), given)
+    return digits, status == _INK

@@ -32,13 +32,27 @@ import numpy as np
 import numpy.typing as npt
 from numpy.lib.stride_tricks import sliding_window_view
 
+from ._validate import (
+    INK_THRESHOLD,
+    NoInkError,
+    grey_image,
+    grey_stack,
+    image_list,
+    image_values,
+    invert_mode,
+    no_ink_message,
+)
+
 __all__ = [
+    "INK_THRESHOLD",
     "SQUASH_A",
     "SQUASH_S",
     "conv2d_backward",
     "conv2d_forward",
     "linear_backward",
     "linear_forward",
+    "normalize_digit",
+    "normalize_digits",
     "rbf_backward",
     "rbf_forward",
     "sparse_conv2d_backward",
@@ -425,3 +439,126 @@ def rbf_backward(
     dc = -2.0 * np.einsum("ni,nij->ij", dy64, diff)
     dt = _out_dtype(x, c, dy)
     return _new(dx, dt), _new(dc, dt)
+
+
+# --------------------------------------------------------------------------- a raw digit
+
+_BOX, _FIELD, _MIN_CROP = 20, 28, 10
+#: QMNIST's resampler maps each input pixel onto 0.99 of its width: one that straddles an
+#: output boundary gives 0.99 of its area, one that does not gives all of it. MNIST's
+#: digits show this aliasing, so it is kept.
+_FUDGE = 0.99
+
+
+def _axis_map(n: int) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp], FloatArray, FloatArray]:
+    """Where each of n crop positions lands in the 20-pixel box: cells c0, c1 and weights
+    w0, w1 (w1 = 0 when the pixel does not straddle a cell boundary)."""
+    scale = _BOX / n
+    x = _BOX / 2.0 + scale * (np.arange(n, dtype=np.float64) - n / 2.0)
+    xw = x + _FUDGE * scale
+    lo, hi = np.floor(x + 1e-11), np.ceil(xw - 1e-11) - 1.0
+    c0 = np.clip(lo, 0, _BOX - 1).astype(np.intp)
+    c1 = np.clip(hi, 0, _BOX - 1).astype(np.intp)
+    split = c0 != c1
+    w0 = np.where(split, np.clip((lo + 1.0) - x, 0.0, 1.0), scale)
+    w1 = np.where(split, np.clip(xw - hi, 0.0, 1.0), 0.0)
+    return c0, c1, w0, w1
+
+
+def _ink(img: npt.NDArray[Any], invert: int, pixel_max: float) -> FloatArray:
+    """Polarity and background: |pixel - border's lower median| where at least
+    INK_THRESHOLD * pixel_max, else 0 (float64, exact)."""
+    h, w = img.shape
+    x = img.astype(np.float64)
+    if h == 1 or w == 1:
+        border = x.ravel()  # every pixel is on the border
+    else:
+        border = np.concatenate([x[0], x[-1], x[1:-1, 0], x[1:-1, -1]])
+    k = (border.size - 1) // 2
+    bg = float(np.partition(border, k)[k])
+    inv = bg > 0.5 * pixel_max if invert < 0 else bool(invert)
+    v = bg - x if inv else x - bg
+    return np.where(v >= INK_THRESHOLD * pixel_max, v, 0.0)
+
+
+def _normalize(ink: FloatArray) -> npt.NDArray[np.uint8] | None:
+    """The 7 steps on an ink image (background 0); None when it has no ink."""
+    rows, cols = np.flatnonzero(ink.any(axis=1)), np.flatnonzero(ink.any(axis=0))
+    if rows.size == 0:
+        return None
+    # 1. bounding box; 2. square crop of side m, origin moved back by half the missing
+    # width (clipped at 0), zero outside the image; 3. doubled while under 20 px
+    top, h = int(rows[0]), int(rows[-1] - rows[0] + 1)
+    left, w = int(cols[0]), int(cols[-1] - cols[0] + 1)
+    m = max(h, w, _MIN_CROP)
+    r0, q0 = max(0, top - (m - h) // 2), max(0, left - (m - w) // 2)
+    crop = np.zeros((m, m))
+    part = ink[r0 : r0 + m, q0 : q0 + m]
+    crop[: part.shape[0], : part.shape[1]] = part
+    while crop.shape[0] < _BOX:
+        crop = np.repeat(np.repeat(crop, 2, axis=0), 2, axis=1)
+    n = crop.shape[0]
+    # 4. area-coverage resampling, one axis at a time; every cell sums its terms in
+    # ascending crop position (the C++ kernel skips the +0.0 terms, which change no sum)
+    c0, c1, w0, w1 = _axis_map(n)
+    tmp = np.zeros((n, _BOX))
+    for k in range(n):
+        tmp[:, c0[k]] += crop[:, k] * w0[k]
+        tmp[:, c1[k]] += crop[:, k] * w1[k]
+    box = np.zeros((_BOX, _BOX))
+    for k in range(n):
+        box[c0[k], :] += w0[k] * tmp[k, :]
+        box[c1[k], :] += w1[k] * tmp[k, :]
+    # 5. bytes, the darkest ink 255
+    q = np.clip(np.floor(box * (255.0 / box.max()) + 0.5), 0, 255).astype(np.int64)
+    # 6. centre of mass in half pixels (pixel centres at i + 0.5); 7. offset
+    # int(15 - centre) = trunc((30 S - X) / (2 S)), in exact integers
+    s = int(q.sum())
+    idx = 2 * np.arange(_BOX, dtype=np.int64) + 1
+    offsets = []
+    for moment in (int((q.sum(axis=1) * idx).sum()), int((q.sum(axis=0) * idx).sum())):
+        num = 30 * s - moment
+        offsets.append(abs(num) // (2 * s) * (1 if num >= 0 else -1))
+    oi, oj = offsets
+    field = np.zeros((_FIELD + 2 * _BOX, _FIELD + 2 * _BOX), np.uint8)
+    field[_BOX + oi : _BOX + oi + _BOX, _BOX + oj : _BOX + oj + _BOX] = q
+    return np.ascontiguousarray(field[_BOX : _BOX + _FIELD, _BOX : _BOX + _FIELD])
+
+
+def normalize_digit(
+    img: npt.ArrayLike, invert: str | bool = "auto", *, pixel_max: float | None = None
+) -> npt.NDArray[np.uint8]:
+    """One grey image (H,W) -> (28,28) uint8 in MNIST's format, as MNIST's digits were made
+    (paper III-A, QMNIST's reconstruction): see :func:`lenet_fast.image.normalize_digit`.
+
+    Raises :class:`NoInkError` (a ValueError, "img: no ink ...") for a blank image.
+    """
+    arr, pm = grey_image("img", img, pixel_max)
+    out = _normalize(_ink(arr, invert_mode(invert), pm))
+    if out is None:
+        raise NoInkError(no_ink_message("img"))
+    return out
+
+
+def normalize_digits(
+    images: Any, invert: str | bool = "auto", *, pixel_max: float | None = None
+) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.bool_]]:
+    """Many grey images, (N,H,W) or a sequence of (H,W) arrays -> digits (N,28,28) uint8
+    and ink (N,) bool; a blank image gives an all-zero digit and ink False."""
+    mode = invert_mode(invert)
+    if isinstance(images, np.ndarray) and images.ndim != 2:
+        stack, pm = grey_stack("images", images, pixel_max)
+        seq = [(im, pm) for im in stack]
+    else:
+        seq = [
+            grey_image(f"images[{i}]", im, pixel_max, check_values=False)
+            for i, im in enumerate(image_list(images))
+        ]
+    digits = np.zeros((len(seq), _FIELD, _FIELD), np.uint8)
+    ink = np.zeros(len(seq), bool)
+    for i, (arr, pm) in enumerate(seq):
+        image_values(f"images[{i}]", arr, pm, pixel_max is not None)
+        out = _normalize(_ink(arr, mode, pm))
+        if out is not None:
+            digits[i], ink[i] = out, True
+    return digits, ink

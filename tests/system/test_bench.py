@@ -161,3 +161,35 @@ def test_the_implementations_have_lenet_fasts_parameter_names():
     assert KEYS[0] == "lenet_fast"
     for key in KEYS:
         assert get(key).key == key
+
+
+def test_bench_image_validates_then_times(tmp_path):
+    """bench/bench_image.py --quick: validated against the reference, digits/s per size and
+    thread count in its JSON."""
+    out = tmp_path / "image.json"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(BENCH / "bench_image.py"),
+            "--quick",
+            "--sizes",
+            "28,64",
+            "--threads",
+            "1",
+            "--repeats",
+            "1",
+            "--json",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    r = json.loads(out.read_text(encoding="utf-8"))
+    assert [v["side"] for v in r["validation"]] == [28, 64]
+    assert all(v["identical_bytes"] for v in r["validation"])
+    assert [(x["side"], x["threads"]) for x in r["results"]] == [(28, 1), (64, 1)]
+    assert all(x["digits_per_s"] > 0 for x in r["results"])
+    assert "digits/s" in proc.stdout

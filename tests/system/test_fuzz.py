@@ -26,7 +26,7 @@ import pytest
 
 import lenet_fast
 from conftest import assert_close
-from lenet_fast import distort, kernels, mnist, reference
+from lenet_fast import distort, image, kernels, mnist, reference
 from lenet_fast.model import LeNet5
 
 F32 = np.float32
@@ -87,7 +87,8 @@ def valid_kernel_args(fn: str, rng: np.random.Generator) -> dict:
     return dict(y=y, dy=_r(rng, *shape))
 
 
-KERNELS = list(kernels.__all__)
+# the float32 layer kernels; normalize_digit(s) have their own cases (test_fuzz_image below)
+KERNELS = [k for k in kernels.__all__ if not k.startswith("normalize_")]
 
 # ----------------------------------------------------------------------------- mutations
 
@@ -766,3 +767,124 @@ def test_fuzz_load_image_bytes():
     assert [str(w.message) for w in caught] == []
     assert Image.MAX_IMAGE_PIXELS == limit
     assert min(outcomes.values()) > N_IMAGE_BYTES_CASES // 20, outcomes
+# ----------------------------------------------------------------------------- image
+
+_GREY = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}
+
+
+def _valid_grey(rng):
+    """A random grey image (1..40 px a side) of a random pixel type, and its pixel_max."""
+    h, w = int(rng.integers(1, 41)), int(rng.integers(1, 41))
+    dt = [np.uint8, np.uint16, np.float32, np.float64][int(rng.integers(4))]
+    x = rng.random((h, w)) * (rng.random((h, w)) < 0.3)
+    if rng.random() < 0.5:
+        x = 1 - x
+    if np.dtype(dt) in _GREY:
+        return (x * _GREY[np.dtype(dt)]).astype(dt), None
+    if rng.random() < 0.3:
+        return (x * 255).astype(dt), 255.0
+    return x.astype(dt), None
+
+
+def _mutate_grey(a, rng):
+    pool = TYPE_NAMES + SHAPE_NAMES + ["nan", "inf", "negative", "too_bright", "huge"]
+    m = str(pool[int(rng.integers(len(pool)))])
+    if m in ("nan", "inf", "negative", "too_bright"):
+        b = a.astype(np.float64)
+        b.reshape(-1)[int(rng.integers(b.size))] = {
+            "nan": np.nan,
+            "inf": np.inf,
+            "negative": -0.5,
+            "too_bright": 70000.0,
+        }[m]
+        return m, b
+    if m in ("huge", "huge_broadcast"):  # >= 2^28 pixels declared, zero strides
+        return m, np.broadcast_to(np.zeros((1, 1), a.dtype), (1 << int(rng.integers(28, 40)), 3))
+    if m == "misaligned":
+        raw = np.zeros(a.nbytes + 1, np.uint8)[1:].view(a.dtype).reshape(a.shape)
+        raw[...] = a
+        return m, raw
+    with np.errstate(over="ignore", invalid="ignore"):  # uint16 -> float16 overflows to inf
+        return m, ALL_MUTATIONS[m](a, rng)
+
+
+def _grey_valid(x, pixel_max) -> bool | None:
+    """True (must work or be NoInkError), False (must be refused): by the documented rules."""
+    try:
+        a = np.asarray(x)
+    except Exception:
+        return False
+    ok_type = (a.dtype.kind == "u" and a.dtype.itemsize <= 2) or (
+        a.dtype.kind == "f" and a.dtype.itemsize in (2, 4, 8)
+    )
+    if not ok_type or a.ndim != 2 or min(a.shape) < 1 or a.size > (1 << 28):
+        return False
+    pm = pixel_max if pixel_max is not None else _GREY.get(a.dtype, 1.0)
+    return bool(np.isfinite(a).all() and a.min() >= 0 and a.max() <= pm)
+
+
+def _grey_typed(x) -> bool:
+    try:
+        a = np.asarray(x)
+    except Exception:
+        return True
+    return not ((a.dtype.kind == "u" and a.dtype.itemsize <= 2) or a.dtype.kind == "f") or (
+        a.dtype.kind == "f" and a.dtype.itemsize > 8
+    )
+
+
+def test_fuzz_image():
+    """normalize_digit and normalize_digits on random grey images, mutated: a valid call
+    gives the reference's bytes (or NoInkError, as the reference does); an invalid one is a
+    TypeError (wrong type) or ValueError naming its argument."""
+    rng = np.random.default_rng(28)
+    outcomes = {"ok": 0, "type": 0, "value": 0, "no_ink": 0}
+    for case in range(1500):
+        img, pm = _valid_grey(rng)
+        m = "none_"
+        if rng.random() < 0.7:
+            m, img = _mutate_grey(img, rng)
+        invert = ["auto", True, False][int(rng.integers(3))]
+        if rng.random() < 0.05:
+            invert = ["yes", 1, None][int(rng.integers(3))]
+        batch = rng.random() < 0.3
+        what = f"case {case}: {m} {getattr(img, 'dtype', type(img).__name__)} "
+        what += f"{getattr(img, 'shape', '')} invert={invert!r} pixel_max={pm} batch={batch}"
+        valid = _grey_valid(img, pm) and (isinstance(invert, bool) or invert == "auto")
+        name = "images[0]" if batch else "img"
+        try:
+            if batch:
+                got, ink = image.normalize_digits([img], invert, pixel_max=pm)
+                if not ink[0]:
+                    outcomes["no_ink"] += 1
+                    assert not got.any()
+                    continue
+                got = got[0]
+            else:
+                got = image.normalize_digit(img, invert, pixel_max=pm)
+        except image.NoInkError as e:
+            assert str(e).startswith(f"{name}: no ink"), f"{what}: {e}"
+            assert valid, f"{what}: an invalid image reached the kernel"
+            with pytest.raises(image.NoInkError):
+                reference.normalize_digit(np.asarray(img), invert, pixel_max=pm)
+            outcomes["no_ink"] += 1
+            continue
+        except TypeError as e:
+            assert _names_an_argument(str(e), [name, "images", "invert"]), f"{what}: {e}"
+            assert not valid, f"{what}: a valid call raised {e!r}"
+            if str(e).startswith(("img", "images")):
+                assert _grey_typed(img), f"{what}: TypeError for a right type: {e}"
+            outcomes["type"] += 1
+            continue
+        except ValueError as e:
+            assert _names_an_argument(str(e), [name, "images", "invert"]), f"{what}: {e}"
+            assert not valid, f"{what}: a valid call raised {e!r}"
+            if str(e).startswith(("img", "images")):
+                assert not _grey_typed(img), f"{what}: a wrong type must be a TypeError: {e}"
+            outcomes["value"] += 1
+            continue
+        assert valid, f"{what}: an invalid call worked"
+        want = reference.normalize_digit(np.ascontiguousarray(img), invert, pixel_max=pm)
+        np.testing.assert_array_equal(got, want, err_msg=what)
+        outcomes["ok"] += 1
+    assert min(outcomes.values()) > 50, outcomes

@@ -13,12 +13,12 @@ PACKAGE = Path(__file__).resolve().parents[2] / "python" / "lenet_fast"
 
 # top to bottom; a module may import from its own row and the rows below
 ROWS = [
-    ("__init__", "__main__", "cli", "plots"),
+    ("__init__", "__main__", "cli", "plots", "_predict"),
     ("model",),
     ("train",),
     ("checkpoint",),
     ("network",),
-    ("mnist", "download", "distort"),
+    ("mnist", "download", "distort", "image"),
     ("_imageio",),
     ("kernels", "reference", "tables", "layout", "runtime", "_validate", "_files", "_core"),
 ]
