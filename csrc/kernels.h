@@ -90,6 +90,9 @@ constexpr int kInvertAuto = -1;
 // Ink is |pixel - background| (the background: the border's lower median) where it is at
 // least this fraction of pixel_max, and 0 elsewhere: half of one of MNIST's 255 grey levels.
 constexpr double kInkThreshold = 0.5 / 255.0;
+// ...or kNoiseFactor times the border's spread (lower median of |border - level|), if more:
+// 8 spreads are about 5.4 standard deviations of Gaussian noise.
+constexpr double kNoiseFactor = 8.0;
 // What normalize_digit found.
 enum class DigitStatus : int8_t { kInk = 0, kNoInk = 1, kNotFinite = 2, kOutOfRange = 3 };
 // out (28,28) uint8 = img as MNIST made its digits: ink bounding box, square crop of side

@@ -57,10 +57,22 @@ DigitStatus check_values(const GreyImage& img) {
     return DigitStatus::kOutOfRange;
 }
 
-// The lower median of the border pixels (rows 0 and H-1, columns 0 and W-1): the
-// ((count-1)/2)-th smallest, one of the border's own values.
+// The background of an image, from its border pixels (rows 0 and H-1, columns 0 and W-1):
+// level, their lower median (the ((count-1)/2)-th smallest, one of the border's own
+// values), and spread, the lower median of their distances to it (the border's noise: 0
+// on MNIST's black fields, a few grey levels on a scan).
+struct Background {
+    double level, spread;
+};
+
+double lower_median(std::vector<double>& b) {
+    const auto k = static_cast<std::ptrdiff_t>((b.size() - 1) / 2);
+    std::nth_element(b.begin(), b.begin() + k, b.end());
+    return b[static_cast<size_t>(k)];
+}
+
 template <class T>
-double border_median(const GreyImage& img) {
+Background border_background(const GreyImage& img) {
     const T* p = pixels<T>(img);
     const int64_t H = img.H, W = img.W;
     std::vector<double> b;
@@ -72,9 +84,9 @@ double border_median(const GreyImage& img) {
         b.push_back(static_cast<double>(p[i * W]));
         if (W > 1) b.push_back(static_cast<double>(p[i * W + W - 1]));
     }
-    const auto k = static_cast<std::ptrdiff_t>((b.size() - 1) / 2);
-    std::nth_element(b.begin(), b.begin() + k, b.end());
-    return b[static_cast<size_t>(k)];
+    const double level = lower_median(b);
+    for (double& v : b) v = std::fabs(v - level);
+    return {level, lower_median(b)};
 }
 
 // Ink of one pixel value: (x - bg) or (bg - x) when inverted, 0 below the threshold.
@@ -136,9 +148,11 @@ DigitStatus normalize_one(uint8_t* out, const GreyImage& img, int invert) {
         if (s != DigitStatus::kInk) return s;
     }
     const T* p = pixels<T>(img);
-    const double bg = border_median<T>(img);
+    const Background back = border_background<T>(img);
+    const double bg = back.level;
     const bool inv = invert == kInvertAuto ? bg > 0.5 * img.pixel_max : invert != 0;
-    const InkOf ink{bg, kInkThreshold * img.pixel_max, inv};
+    const double thr = std::max(kInkThreshold * img.pixel_max, kNoiseFactor * back.spread);
+    const InkOf ink{bg, thr, inv};
     // uint8: the ink of each of the 256 values, looked up
     double lut[256];
     if constexpr (std::is_same<T, uint8_t>::value)

@@ -476,8 +476,11 @@ def load_image(src: ImageSource, *, max_pixels: int = MAX_PIXELS) -> npt.NDArray
     max_pixels = _validate.int_at_least("max_pixels", max_pixels, 1)
     if isinstance(src, (np.ndarray, np.generic)):  # a NumPy scalar is a 0-d array
         return _from_array(np.asarray(src), max_pixels)
+    # a PIL image can only come from a fully imported PIL.Image; another thread may be
+    # importing it right now, and then the module in sys.modules has no Image class yet
     pil_module = sys.modules.get("PIL.Image")
-    if pil_module is not None and isinstance(src, pil_module.Image):
+    pil_type = getattr(pil_module, "Image", None)
+    if isinstance(pil_type, type) and isinstance(src, pil_type):
         return _decode("src", None, src, max_pixels, pil_module)
     if isinstance(src, (str, os.PathLike)):
         name = os.fspath(src)

@@ -13,6 +13,7 @@ import numpy.typing as npt
 __all__ = [
     "INK_THRESHOLD",
     "MAX_PIXELS",
+    "NOISE_FACTOR",
     "NoInkError",
     "choice",
     "digit_images",
@@ -110,6 +111,8 @@ def labels(
 #: A pixel is ink where it differs from the background by at least this fraction of full
 #: white (half of one of MNIST's 255 grey levels); below, it counts as background.
 INK_THRESHOLD: float = 0.5 / 255.0
+#: ...or this many times the border's spread (its noise), if that is more (csrc/kernels.h)
+NOISE_FACTOR: float = 8.0
 
 
 #: The largest image normalize_digit takes (16384 x 16384 pixels): far above any scan of

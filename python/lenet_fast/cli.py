@@ -1,10 +1,12 @@
-"""The ``lenet-fast`` command line: train, evaluate, and benchmark LeNet-5.
+"""The ``lenet-fast`` command line: train and evaluate LeNet-5, classify digit images.
 
 lenet-fast train [--data DIR] [--dataset mnist|idx] [--download] [--passes 20]
                  [--optimizer sdlm|sgd] [--loss mse|map] [--distort] [--seed N] [--out DIR]
                  [--resume CKPT] [--plot] [--mu MU] [--lr LR] [--limit N] ...
                  (lenet-fast train --help: all options)
 lenet-fast eval MODEL [--data DIR] [--dataset mnist|idx] [--json] [--reject] [--plot OUT.png]
+lenet-fast predict [--model NAME|PATH] [--invert auto|yes|no] [--reject auto|off|T]
+                   [--json | --csv] PATH...
 lenet-fast info
 
 An expected failure prints ``lenet-fast: error: <message>`` (no traceback) and exits with
@@ -254,6 +256,29 @@ def cmd_eval(a: argparse.Namespace) -> int:
     return 0
 
 
+def _reject_arg(text: str) -> str | float:
+    if text in ("auto", "off"):
+        return text
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected auto, off or a margin threshold >= 0, got {text!r}"
+        ) from None
+    if not (value >= 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"expected a margin threshold >= 0, got {text}")
+    return value
+
+
+def cmd_predict(a: argparse.Namespace) -> int:
+    from . import _predict
+
+    model = load_model(a.model)
+    invert = {"auto": "auto", "yes": True, "no": False}[a.invert]
+    fmt = "json" if a.json else "csv" if a.csv else "table"
+    return _predict.run(model, a.paths, invert=invert, reject=a.reject, fmt=fmt)
+
+
 def cmd_info(a: argparse.Namespace) -> int:
     for k, v in info().items():
         print(f"{k}: {v}")
@@ -367,6 +392,39 @@ def build_parser() -> argparse.ArgumentParser:
         "curve (needs matplotlib)",
     )
     e.set_defaults(func=cmd_eval)
+
+    pr = sub.add_parser(
+        "predict",
+        help="the digit in each image file, with its probability, or a refusal",
+        description="Classify digit images (PNG, JPEG, BMP, GIF, TIFF, PGM, WebP), each "
+        "normalised as MNIST's digits were. One result per file; exit status 0 when every "
+        "file was read, 1 when some could not be (each is reported with its reason), 2 for "
+        "bad arguments.",
+    )
+    pr.add_argument(
+        "paths", nargs="+", metavar="PATH", help="an image file, a folder of them, or a glob"
+    )
+    pr.add_argument(
+        "--model",
+        default="mnist-distorted",
+        help="a shipped model's name (mnist, mnist-distorted: the default) or a model file",
+    )
+    pr.add_argument(
+        "--invert",
+        choices=("auto", "yes", "no"),
+        default="auto",
+        help="dark ink on light paper: told from the image's border (auto), or stated",
+    )
+    pr.add_argument(
+        "--reject",
+        type=_reject_arg,
+        default="auto",
+        help="auto (the model's thresholds, the default), off, or a margin threshold T",
+    )
+    out_fmt = pr.add_mutually_exclusive_group()
+    out_fmt.add_argument("--json", action="store_true", help="one JSON array of objects")
+    out_fmt.add_argument("--csv", action="store_true", help="CSV with a header row")
+    pr.set_defaults(func=cmd_predict)
 
     i = sub.add_parser("info", help="version, instruction set, compiler, threads")
     i.set_defaults(func=cmd_info)

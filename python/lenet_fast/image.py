@@ -30,8 +30,10 @@ Before step 1, polarity and background: the background level is the lower median
 image's border (its outermost rows and columns); ``invert="auto"`` inverts (dark ink on
 light paper) when that level is above half of full white, ``True`` always, ``False``
 never. Ink is then ``pixel - background`` (``background - pixel`` when inverted) where it
-is at least :data:`INK_THRESHOLD` of full white (half of one of MNIST's 255 grey levels),
-and 0 elsewhere. An image without ink raises :class:`NoInkError`: a blank image has no
+is at least :data:`INK_THRESHOLD` of full white (half of one of MNIST's 255 grey levels)
+or :data:`NOISE_FACTOR` times the border's spread (the lower median of its pixels'
+distances to the background level: the noise of a scan or a photo's paper), whichever is
+more, and 0 elsewhere. An image without ink raises :class:`NoInkError`: a blank image has no
 digit, and a random one would be worse than an error.
 
 Pixels: uint8 (full white 255), uint16 (65535) or floating point in [0, 1]; ``pixel_max``
@@ -53,10 +55,11 @@ import numpy.typing as npt
 
 from . import kernels, reference
 from ._imageio import ImageError, iter_image_files, load_image
-from ._validate import INK_THRESHOLD, NoInkError, choice
+from ._validate import INK_THRESHOLD, NOISE_FACTOR, NoInkError, choice
 
 __all__ = [
     "INK_THRESHOLD",
+    "NOISE_FACTOR",
     "ImageError",
     "NoInkError",
     "iter_image_files",

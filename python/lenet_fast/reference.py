@@ -34,6 +34,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from ._validate import (
     INK_THRESHOLD,
+    NOISE_FACTOR,
     NoInkError,
     grey_image,
     grey_stack,
@@ -467,7 +468,8 @@ def _axis_map(n: int) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp], Float
 
 def _ink(img: npt.NDArray[Any], invert: int, pixel_max: float) -> FloatArray:
     """Polarity and background: |pixel - border's lower median| where at least
-    INK_THRESHOLD * pixel_max, else 0 (float64, exact)."""
+    max(INK_THRESHOLD * pixel_max, NOISE_FACTOR * the border's spread), else 0 (float64,
+    exact); the spread is the lower median of |border - its lower median|."""
     h, w = img.shape
     x = img.astype(np.float64)
     if h == 1 or w == 1:
@@ -476,9 +478,10 @@ def _ink(img: npt.NDArray[Any], invert: int, pixel_max: float) -> FloatArray:
         border = np.concatenate([x[0], x[-1], x[1:-1, 0], x[1:-1, -1]])
     k = (border.size - 1) // 2
     bg = float(np.partition(border, k)[k])
+    spread = float(np.partition(np.abs(border - bg), k)[k])
     inv = bg > 0.5 * pixel_max if invert < 0 else bool(invert)
     v = bg - x if inv else x - bg
-    return np.where(v >= INK_THRESHOLD * pixel_max, v, 0.0)
+    return np.where(v >= max(INK_THRESHOLD * pixel_max, NOISE_FACTOR * spread), v, 0.0)
 
 
 def _normalize(ink: FloatArray) -> npt.NDArray[np.uint8] | None:

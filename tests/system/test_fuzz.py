@@ -767,6 +767,8 @@ def test_fuzz_load_image_bytes():
     assert [str(w.message) for w in caught] == []
     assert Image.MAX_IMAGE_PIXELS == limit
     assert min(outcomes.values()) > N_IMAGE_BYTES_CASES // 20, outcomes
+
+
 # ----------------------------------------------------------------------------- image
 
 _GREY = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}
