@@ -221,6 +221,35 @@ def pretrained_table(res: dict[str, Any]) -> list[str]:
     return md_table(head, "l" + "r" * len(models), rows)
 
 
+def image_table(res: dict[str, Any]) -> list[str]:
+    """normalize_digits: digits/s per input side and thread count."""
+    rows: dict[int, dict[int, float]] = {}
+    for r in res["results"]:
+        rows.setdefault(r["side"], {})[r["threads"]] = r["digits_per_s"]
+    threads = sorted({t for v in rows.values() for t in v})
+    body = [
+        [f"{side}x{side}", *(rate(rows[side].get(t)) for t in threads)] for side in sorted(rows)
+    ]
+    head = ["image side (uint8)", *(f"digits/s, {t} thread{'s' * (t > 1)}" for t in threads)]
+    return md_table(head, "l" + "r" * len(threads), body)
+
+
+def predict_table(res: dict[str, Any]) -> list[str]:
+    """lenet-fast predict on a folder of small PNGs: files/s, median of the runs."""
+    runs = ", ".join(f"{s:.2f}" for s in res["seconds"])
+    body = [
+        [
+            f"{res['files']:,} PNG files, 28x28 grey",
+            rate(res["files_per_second"]),
+            runs,
+            f"{100 * res['right']:.2f}%",
+            f"{100 * res['rejected']:.2f}%",
+        ]
+    ]
+    head = ["input", "files/s (median)", "runs (s)", "right", "rejected (auto)"]
+    return md_table(head, "lrrrr", body)
+
+
 #: block name -> (result file under bench/results/, table of it)
 BLOCKS: dict[str, tuple[str, Callable[[dict[str, Any]], list[str]]]] = {
     "suite": ("suite.json", suite_summary),
@@ -228,4 +257,6 @@ BLOCKS: dict[str, tuple[str, Callable[[dict[str, Any]], list[str]]]] = {
     "kernels": ("kernels.json", kernels_all),
     "reproduce": ("reproduce.json", reproduce_table),
     "pretrained": ("pretrained.json", pretrained_table),
+    "image": ("image.json", image_table),
+    "predict": ("predict.json", predict_table),
 }

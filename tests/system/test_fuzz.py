@@ -443,7 +443,8 @@ def check_call(what, call, clean_call, valid, names, typed: bool, huge: bool = F
 def model_cases(seed, count):
     rng = np.random.default_rng(seed)
     for _ in range(count):
-        target = ["forward", "predict", "gradients", "preprocess", "distort"][int(rng.integers(5))]
+        targets = ["forward", "predict", "gradients", "preprocess", "distort", *_FORWARD_LIKE]
+        target = targets[int(rng.integers(len(targets)))]
         if target in ("preprocess", "distort"):
             x = _digits(rng, int(rng.choice([0, 1, 3])))
             if rng.random() < 0.3:
@@ -474,6 +475,16 @@ def model_cases(seed, count):
                 "2d": lambda: labels.reshape(-1, 1),
             }[lm]()
         yield target, x, labels, m, lm
+
+
+# the model's other methods on digits: the same input rules as forward
+_FORWARD_LIKE = {
+    "predict_proba": lambda m, x: m.predict_proba(x, rubbish=True),
+    "decision_function": lambda m, x: m.decision_function(x),
+    "margin": lambda m, x: m.margin(x),
+    "classify": lambda m, x: m.classify(x, reject=40.0),
+    "predict_reject": lambda m, x: m.predict(x, reject=40.0),
+}
 
 
 def _labels_ok(lab, n) -> bool:
@@ -525,6 +536,18 @@ def test_fuzz_model_and_data():
                 what,
                 lambda: model.forward(x),
                 lambda: model.forward(_clean_model_x(x)),
+                valid,
+                X_NAMES,
+                typed,
+                huge=m == "huge_broadcast",
+            )
+        elif target in _FORWARD_LIKE:
+            valid = _valid_model_x(x)
+            call = _FORWARD_LIKE[target]
+            out = check_call(
+                what,
+                lambda: call(model, x),
+                lambda: call(model, _clean_model_x(x)),
                 valid,
                 X_NAMES,
                 typed,
@@ -890,3 +913,54 @@ def test_fuzz_image():
         np.testing.assert_array_equal(got, want, err_msg=what)
         outcomes["ok"] += 1
     assert min(outcomes.values()) > 50, outcomes
+
+
+REJECTS = ["auto", "off", None, 0, 3.5, -1, float("nan"), float("inf"), "yes", True, [1], b"auto"]
+
+
+@pytest.mark.parametrize("reject", REJECTS)
+def test_fuzz_reject_values(reject):
+    """Every method taking reject: works for None/'off'/a number >= 0 ('auto' on a model
+    without thresholds is a ValueError naming reject), else a TypeError/ValueError naming it."""
+    x = _digits(np.random.default_rng(0), 3)
+    ok = (
+        reject is None
+        or reject == "off"
+        or (
+            isinstance(reject, (int, float))
+            and not isinstance(reject, bool)
+            and 0 <= reject < float("inf")
+        )
+    )
+    for call in (
+        lambda: _MODEL.predict(x, reject=reject),
+        lambda: _MODEL.classify(x, reject=reject),
+        lambda: _MODEL.reject_rule(reject),
+    ):
+        if ok:
+            call()
+        else:
+            with pytest.raises((TypeError, ValueError), match="^reject: "):
+                call()
+
+
+def test_fuzz_reject_curve():
+    from lenet_fast.train import reject_curve
+
+    rng = np.random.default_rng(3)
+    for i in range(300):
+        n = int(rng.integers(0, 30))
+        scores, wrong = rng.random(n), rng.random(n) < 0.3
+        kind = i % 5
+        if kind == 1:
+            wrong = wrong[: max(0, n - 1)]
+        elif kind == 2 and n:
+            scores[0] = np.nan
+        try:
+            c = reject_curve(scores, wrong)
+        except ValueError as e:
+            assert kind in (1, 2) and str(e).split(":")[0] in ("wrong", "scores"), e
+            continue
+        assert kind == 0 or kind > 2 or (kind == 1 and n == 0) or (kind == 2 and n == 0)
+        assert c["error"].shape == (n + 1,) and np.all((c["error"] >= 0) & (c["error"] <= 1))
+        assert 0 <= c["reject_for_target"] <= 1
