@@ -274,7 +274,7 @@ def cmd_predict(a: argparse.Namespace) -> int:
     from . import _predict
 
     model = load_model(a.model)
-    invert: bool | str = {"auto": "auto", "yes": True, "no": False}[a.invert]
+    invert: bool | str = "auto" if a.invert == "auto" else a.invert == "yes"
     fmt = "json" if a.json else "csv" if a.csv else "table"
     return _predict.run(model, a.paths, invert=invert, reject=a.reject, fmt=fmt)
 
