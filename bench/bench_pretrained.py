@@ -70,6 +70,7 @@ TRANSFORMS: dict[str, Transform] = {
     "3x, on a 120x120 page, dark on white": lambda x: invert(
         on_canvas(enlarge(3)(x), 120, (7, 30))
     ),
+    "3x, on grey paper with noise": lambda x: paper(on_canvas(enlarge(3)(x), 120, (7, 30))),
 }
 
 
