@@ -131,7 +131,9 @@ def main(argv: list[str] | None = None) -> int:
     from lenet_fast import load_mnist
     from lenet_fast.pretrained import PRETRAINED
 
-    facts = machine_facts(threads=None)
+    import lenet_fast
+
+    facts = machine_facts(threads=lenet_fast.get_num_threads())
     _, _, te_x, te_y = load_mnist(a.data)
     models = [measure(name, te_x, te_y) for name in PRETRAINED]
     write_json(
