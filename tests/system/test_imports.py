@@ -16,7 +16,7 @@ ROWS = [
     ("__init__", "__main__", "cli", "plots", "_predict"),
     ("model",),
     ("train",),
-    ("checkpoint",),
+    ("checkpoint", "pretrained"),
     ("network",),
     ("mnist", "download", "distort", "image"),
     ("_imageio",),
