@@ -16,12 +16,14 @@ import sys
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Optional, TextIO
+from typing import TYPE_CHECKING, Any, Optional, TextIO
 
 import numpy as np
 
 from .image import ImageError, NoInkError, iter_image_files, load_image, normalize_digit
-from .model import LeNet5
+
+if TYPE_CHECKING:  # the model is passed in: cli.py is what builds it
+    from .model import LeNet5
 
 COLUMNS = ("file", "digit", "probability", "margin", "rejected", "error")
 
