@@ -128,10 +128,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data", default=os.environ.get("LENET_FAST_DATA"), help="MNIST folder")
     p.add_argument("--json", metavar="PATH", default=default_json("pretrained"))
     a = p.parse_args(argv)
+    import lenet_fast
     from lenet_fast import load_mnist
     from lenet_fast.pretrained import PRETRAINED
-
-    import lenet_fast
 
     facts = machine_facts(threads=lenet_fast.get_num_threads())
     _, _, te_x, te_y = load_mnist(a.data)
