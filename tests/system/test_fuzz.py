@@ -964,3 +964,44 @@ def test_fuzz_reject_curve():
         assert kind == 0 or kind > 2 or (kind == 1 and n == 0) or (kind == 2 and n == 0)
         assert c["error"].shape == (n + 1,) and np.all((c["error"] >= 0) & (c["error"] <= 1))
         assert 0 <= c["reject_for_target"] <= 1
+
+
+def test_fuzz_load_idx(tmp_path):
+    """Mutated IDX files (truncated, bytes changed, bytes added): load_idx returns four
+    arrays that agree with each other, or a ValueError that names the file it refused."""
+    from conftest import IDX_STEMS, idx_bytes, write_idx
+
+    rng = np.random.default_rng(11)
+    arrays = [
+        _digits(rng, 7),
+        rng.integers(0, 10, 7).astype(np.uint8),
+        _digits(rng, 3),
+        rng.integers(0, 10, 3).astype(np.uint8),
+    ]
+    outcomes = {"ok": 0, "refused": 0}
+    for i in range(200):
+        stem = IDX_STEMS[int(rng.integers(4))]
+        blob = bytearray(idx_bytes(arrays[IDX_STEMS.index(stem)]))
+        kind = i % 4
+        if kind == 0:
+            blob = blob[: int(rng.integers(0, len(blob)))]
+        elif kind == 1:
+            for _ in range(int(rng.integers(1, 4))):
+                blob[int(rng.integers(len(blob)))] = int(rng.integers(256))
+        elif kind == 2:
+            blob += bytes(rng.integers(0, 256, int(rng.integers(1, 30)), dtype=np.uint8))
+        else:
+            at = int(rng.integers(0, min(12, len(blob))))  # the header: magic and sizes
+            blob[at] = int(rng.integers(256))
+        folder = tmp_path / f"case{i}"
+        write_idx(folder, arrays, gz=bool(i % 2), override={stem: bytes(blob)})
+        try:
+            tr_x, tr_y, te_x, te_y = lenet_fast.load_idx(folder)
+        except ValueError as e:
+            assert str(e).startswith(str(folder)), e
+            outcomes["refused"] += 1
+            continue
+        assert tr_x.shape == (len(tr_y), 28, 28) and te_x.shape == (len(te_y), 28, 28)
+        assert tr_y.max(initial=0) <= 9 and te_y.max(initial=0) <= 9
+        outcomes["ok"] += 1
+    assert outcomes["refused"] > 50 and outcomes["ok"] > 10, outcomes
