@@ -125,7 +125,7 @@ class Writer:
         elif self.fmt == "json":
             self.out.write("[")
         else:
-            self.out.write(f"{'digit':>5}  {'prob':>6}  {'margin':>7}  file\n")
+            self.out.write(f"{'digit':>5}  {'prob':>6}  {'margin':>8}  file\n")
 
     def row(self, r: dict[str, Any]) -> None:
         if self._csv is not None:
@@ -139,11 +139,11 @@ class Writer:
             self.out.write(("," if self.n else "") + "\n" + json.dumps(r))
         else:
             if r["error"] is not None:
-                self.out.write(f"{'-':>5}  {'':>6}  {'':>7}  {r['file']}: {r['error']}\n")
+                self.out.write(f"{'-':>5}  {'':>6}  {'':>8}  {r['file']}: {r['error']}\n")
             else:
                 digit = "rej" if r["rejected"] else str(r["digit"])
                 self.out.write(
-                    f"{digit:>5}  {r['probability']:6.4f}  {r['margin']:7.4f}  {r['file']}\n"
+                    f"{digit:>5}  {r['probability']:6.4f}  {r['margin']:8.4f}  {r['file']}\n"
                 )
         self.n += 1
 
