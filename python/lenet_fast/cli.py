@@ -7,6 +7,7 @@ lenet-fast train [--data DIR] [--dataset mnist|idx] [--download] [--passes 20]
 lenet-fast eval MODEL [--data DIR] [--dataset mnist|idx] [--json] [--reject] [--plot OUT.png]
 lenet-fast predict [--model NAME|PATH] [--invert auto|yes|no] [--reject auto|off|T]
                    [--json | --csv] PATH...
+lenet-fast export MODEL OUT.onnx [--opset 17] [--uint8-input]
 lenet-fast info
 
 An expected failure prints ``lenet-fast: error: <message>`` (no traceback) and exits with
@@ -279,6 +280,23 @@ def cmd_predict(a: argparse.Namespace) -> int:
     return _predict.run(model, a.paths, invert=invert, reject=a.reject, fmt=fmt)
 
 
+def cmd_export(a: argparse.Namespace) -> int:
+    from . import export
+
+    out = Path(a.out)
+    write = export.exporter_for(out)  # an unknown extension fails before the model loads
+    kwargs: dict[str, Any] = {}
+    if out.suffix.lower() == ".onnx":
+        kwargs = {"opset": export.DEFAULT_OPSET if a.opset is None else a.opset}
+        kwargs["uint8_input"] = a.uint8_input
+    elif a.opset is not None or a.uint8_input:
+        raise UsageError(f"--opset and --uint8-input apply to .onnx files, not {out.suffix}")
+    model = load_model(a.model)
+    path = write(model, out, **kwargs)
+    print(f"wrote {path}")
+    return 0
+
+
 def cmd_info(a: argparse.Namespace) -> int:
     for k, v in info().items():
         print(f"{k}: {v}")
@@ -425,6 +443,32 @@ def build_parser() -> argparse.ArgumentParser:
     out_fmt.add_argument("--json", action="store_true", help="one JSON array of objects")
     out_fmt.add_argument("--csv", action="store_true", help="CSV with a header row")
     pr.set_defaults(func=cmd_predict)
+
+    ex = sub.add_parser(
+        "export",
+        help="write a model for another runtime: ONNX (OUT.onnx)",
+        description="Write a model in another runtime's format, chosen by OUT's extension: "
+        ".onnx (needs the onnx package: pip install 'lenet_fast[onnx]'). The file is "
+        "written atomically; an unknown extension or a missing folder exits with status 2.",
+    )
+    ex.add_argument(
+        "model",
+        help="a model file written by lenet-fast train, or a shipped model's name "
+        "(mnist, mnist-distorted)",
+    )
+    ex.add_argument("out", metavar="OUT", help="the file to write, e.g. lenet5.onnx")
+    ex.add_argument(
+        "--opset",
+        type=_int_at_least(1),
+        default=None,
+        help="ONNX opset (default 17; 13 is the lowest the graph allows)",
+    )
+    ex.add_argument(
+        "--uint8-input",
+        action="store_true",
+        help="the graph takes uint8 digits (N,28,28) and pads and scales them itself",
+    )
+    ex.set_defaults(func=cmd_export)
 
     i = sub.add_parser("info", help="version, instruction set, compiler, threads")
     i.set_defaults(func=cmd_info)

@@ -663,6 +663,36 @@ class LeNet5:
             model_meta=self.meta,
         )
 
+    def to_onnx(
+        self,
+        path: str | os.PathLike[str],
+        opset: int = 17,
+        uint8_input: bool = False,
+    ) -> Path:
+        """Write the network as an ONNX file (``*.onnx``), built with the ``onnx`` package's
+        helper API (``pip install "lenet_fast[onnx]"``; no PyTorch), atomically as
+        :meth:`save` writes.
+
+        The graph's input ``x`` is float32 (N,1,32,32), what :meth:`prepare` makes (N
+        dynamic); with ``uint8_input=True`` it is uint8 digits (N,28,28), padded and scaled
+        inside the graph as :func:`lenet_fast.preprocess` does. Outputs: ``penalties``
+        (N,10) as :meth:`forward`, ``label`` (N,) int64 as :meth:`predict` and ``proba``
+        (N,10) as :meth:`predict_proba` (float32). C3 holds Table I's 60 kernels only. The
+        file's IR version is the lowest ``opset`` allows (13 or later); its metadata hold
+        the lenet_fast version, the preprocessing the input expects and ``meta``.
+        Returns the path."""
+        from ._onnx import save_onnx
+
+        return save_onnx(
+            path,
+            self.params,
+            self.options,
+            self.centres,
+            self.meta,
+            opset=opset,
+            uint8_input=uint8_input,
+        )
+
     @classmethod
     def load(cls, path: str | os.PathLike[str], *, backend: str = "fast") -> LeNet5:
         """Read a model written by :meth:`save`. A file of an unknown format version, or a

@@ -1,6 +1,7 @@
 """ONNX Runtime (CPU execution provider), inference only, on the network exported from
-PyTorch (``torch.onnx.export``) or written with the ``onnx`` helper API
-(:func:`build_onnx_graph`) when torch cannot export it or ``--onnx-graph helper`` asks."""
+PyTorch (``torch.onnx.export``) or written by lenet_fast's own exporter
+(:func:`build_onnx_graph`, the ``onnx`` helper API) when torch cannot export it or
+``--onnx-graph helper`` asks."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import numpy.typing as npt
 from lenet_fast import LeNet5
 
 from .base import Impl, Setup
-from .torch_net import build_torch_net, dense_c3
+from .torch_net import build_torch_net
 
 OPSET = 17
 
@@ -42,68 +43,10 @@ def export_torch_onnx(model: LeNet5, path: Path) -> None:
 
 
 def build_onnx_graph(model: LeNet5, path: Path) -> None:
-    """The same network as the PyTorch one, written with onnx.helper: Conv, AveragePool,
-    Mul, Add, Tanh, Gemm, Sub, ReduceSum."""
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
-
-    p, opts = model.params, model.options
-    sub_scale = 4.0 if opts["subsample"] == "sum" else 1.0
-    inits: list[Any] = []
-    nodes: list[Any] = []
-
-    def const(name: str, a: Any) -> str:
-        inits.append(numpy_helper.from_array(np.ascontiguousarray(a, dtype=np.float32), name))
-        return name
-
-    def squash(a: str, out: str) -> str:
-        nodes.append(helper.make_node("Mul", [a, const(out + "_s", 2.0 / 3.0)], [out + "_m"]))
-        nodes.append(helper.make_node("Tanh", [out + "_m"], [out + "_t"]))
-        nodes.append(helper.make_node("Mul", [out + "_t", const(out + "_a", 1.7159)], [out]))
-        return out
-
-    def conv(a: str, w: Any, b: Any, out: str) -> str:
-        nodes.append(
-            helper.make_node("Conv", [a, const(out + "_w", w), const(out + "_b", b)], [out + "_c"])
-        )
-        return squash(out + "_c", out)
-
-    def subsample(a: str, coef: Any, bias: Any, out: str) -> str:
-        c = len(coef)
-        nodes.append(
-            helper.make_node("AveragePool", [a], [out + "_p"], kernel_shape=[2, 2], strides=[2, 2])
-        )
-        k = const(out + "_k", (sub_scale * coef).reshape(1, c, 1, 1))
-        nodes.append(helper.make_node("Mul", [out + "_p", k], [out + "_q"]))
-        d = const(out + "_d", bias.reshape(1, c, 1, 1))
-        nodes.append(helper.make_node("Add", [out + "_q", d], [out + "_r"]))
-        return squash(out + "_r", out)
-
-    a = conv("x", p["c1.w"], p["c1.b"], "c1")
-    a = subsample(a, p["s2.coef"], p["s2.bias"], "s2")
-    a = conv(a, dense_c3(p["c3.w"]), p["c3.b"], "c3")
-    a = subsample(a, p["s4.coef"], p["s4.bias"], "s4")
-    a = conv(a, p["c5.w"], p["c5.b"], "c5")
-    nodes.append(helper.make_node("Flatten", [a], ["h5"], axis=1))
-    f6 = [const("f6_w", p["f6.w"]), const("f6_b", p["f6.b"])]
-    nodes.append(helper.make_node("Gemm", ["h5", *f6], ["f6_l"], transB=1))
-    a = squash("f6_l", "f6")
-    inits.append(numpy_helper.from_array(np.array([1], np.int64), "ax1"))
-    inits.append(numpy_helper.from_array(np.array([2], np.int64), "ax2"))
-    nodes.append(helper.make_node("Unsqueeze", [a, "ax1"], ["h6u"]))  # (N,1,84)
-    nodes.append(helper.make_node("Sub", ["h6u", const("rbf_c", model.centres[None])], ["rd"]))
-    nodes.append(helper.make_node("Mul", ["rd", "rd"], ["rd2"]))
-    nodes.append(helper.make_node("ReduceSum", ["rd2", "ax2"], ["y"], keepdims=0))
-    graph = helper.make_graph(
-        nodes,
-        "lenet5",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 1, 32, 32])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 10])],
-        initializer=inits,
-    )
-    m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
-    onnx.checker.check_model(m)
-    onnx.save(m, str(path))
+    """The package's own exporter (:meth:`lenet_fast.LeNet5.to_onnx`, the onnx helper
+    API): C3 as Table I's 60 kernels (gathers feeding grouped convolutions), outputs
+    penalties, label and proba; the benchmark reads the penalties."""
+    model.to_onnx(path, opset=OPSET)
 
 
 class OnnxRuntime(Impl):
@@ -129,7 +72,7 @@ class OnnxRuntime(Impl):
                 why_not_torch = f" (torch.onnx.export unavailable: {type(e).__name__}: {first})"
         if graph == "helper" or why_not_torch:
             build_onnx_graph(setup.model, self.path)
-            self.source = "the onnx helper API" + why_not_torch
+            self.source = "lenet_fast's LeNet5.to_onnx (the onnx helper API)" + why_not_torch
         self.sessions: dict[int, Any] = {}
         self.threads = 1
         self.note = f"InferenceSession, CPUExecutionProvider, graph from {self.source}"
@@ -155,7 +98,8 @@ class OnnxRuntime(Impl):
     def infer(self, x: npt.NDArray[np.float32]) -> Callable[[], Any]:
         s = self.session(self.threads)
         feed = {s.get_inputs()[0].name: x}
-        return lambda: s.run(None, feed)[0]
+        first = [s.get_outputs()[0].name]  # the penalties (y of the torch graph)
+        return lambda: s.run(first, feed)[0]
 
     def close(self) -> None:
         self.sessions.clear()
