@@ -103,8 +103,7 @@ def _check_opset(opset: Any) -> int:
         )
     if opset > top:
         raise ValueError(
-            f"opset: the installed onnx {_onnx().__version__} knows opsets up to {top}, "
-            f"got {opset}"
+            f"opset: the installed onnx {_onnx().__version__} knows opsets up to {top}, got {opset}"
         )
     return int(opset)
 
@@ -125,7 +124,9 @@ def _check_arrays(
         raise ValueError(f"centres: expected shape {RBF_SHAPE}, got {c.shape}")
     p["centres"] = np.ascontiguousarray(c, dtype=np.float32)
     if options.get("subsample") not in ("mean", "sum"):
-        raise ValueError(f"options: subsample must be 'mean' or 'sum', got {options.get('subsample')!r}")
+        raise ValueError(
+            f"options: subsample must be 'mean' or 'sum', got {options.get('subsample')!r}"
+        )
     return p
 
 
@@ -176,8 +177,8 @@ def build_onnx(
     try:
         meta_json = json.dumps(dict(meta or {}), sort_keys=True)
         options_json = json.dumps(dict(options), sort_keys=True)
-    except TypeError as e:
-        raise TypeError(f"meta: expected a JSON-able dict ({e})") from None
+    except TypeError as err:
+        raise TypeError(f"meta: expected a JSON-able dict ({err})") from None
     p = _check_arrays(params, options, centres)
     sub_scale = 0.25 if options["subsample"] == "mean" else 1.0
 
@@ -206,7 +207,9 @@ def build_onnx(
         c = coef.shape[0]
         w = const(f"{layer}.w", np.broadcast_to(coef.reshape(c, 1, 1, 1), (c, 1, 2, 2)))
         b = const(f"{layer}.bias", p[f"{layer}.bias"])
-        conv = node("Conv", [a, w, b], f"{layer}/conv", kernel_shape=[2, 2], strides=[2, 2], group=c)
+        conv = node(
+            "Conv", [a, w, b], f"{layer}/conv", kernel_shape=[2, 2], strides=[2, 2], group=c
+        )
         return squash(conv, layer)
 
     if uint8_input:
@@ -215,7 +218,9 @@ def build_onnx(
         # up in the table of -0.1 + 1.275*p/255 (computed in float64, rounded once to
         # float32), so the graph gives the same input planes, bit for bit
         axis1 = const("axes.1", [1], np.int64)
-        b = node("Cast", [node("Unsqueeze", ["x", axis1], "x/nchw")], "x/int64", to=TensorProto.INT64)
+        b = node(
+            "Cast", [node("Unsqueeze", ["x", axis1], "x/nchw")], "x/int64", to=TensorProto.INT64
+        )
         pads = const("x/pads", [0, 0, 2, 2, 0, 0, 2, 2], np.int64)
         padded = node("Pad", [b, pads], "x/padded", mode="constant")
         a = node("Gather", [const("x/scale_table", _byte_table()), padded], "input", axis=0)
@@ -223,7 +228,12 @@ def build_onnx(
         x_in = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 1, 32, 32])
         a = "x"
 
-    conv = node("Conv", [a, const("c1.w", p["c1.w"]), const("c1.b", p["c1.b"])], "c1/conv", kernel_shape=[5, 5])
+    conv = node(
+        "Conv",
+        [a, const("c1.w", p["c1.w"]), const("c1.b", p["c1.b"])],
+        "c1/conv",
+        kernel_shape=[5, 5],
+    )
     a = subsample(squash(conv, "c1"), "s2")
 
     parts = []
@@ -236,9 +246,7 @@ def build_onnx(
             src = node("Gather", [a, idx], f"c3/g{i}/maps", axis=1)
         w = const(f"c3.g{i}.w", p["c3.w"][rows].reshape(len(ks), fan, 5, 5))
         b = const(f"c3.g{i}.b", p["c3.b"][ks])
-        parts.append(
-            node("Conv", [src, w, b], f"c3/g{i}/conv", kernel_shape=[5, 5], group=len(ks))
-        )
+        parts.append(node("Conv", [src, w, b], f"c3/g{i}/conv", kernel_shape=[5, 5], group=len(ks)))
         order.extend(ks)
     conv = node("Concat", parts, "c3/concat", axis=1) if len(parts) > 1 else parts[0]
     if order != sorted(order):  # Table I's fan-in groups are contiguous; a general table
@@ -246,9 +254,16 @@ def build_onnx(
         conv = node("Gather", [conv, perm], "c3/ordered", axis=1)
     a = subsample(squash(conv, "c3"), "s4")
 
-    conv = node("Conv", [a, const("c5.w", p["c5.w"]), const("c5.b", p["c5.b"])], "c5/conv", kernel_shape=[5, 5])
+    conv = node(
+        "Conv",
+        [a, const("c5.w", p["c5.w"]), const("c5.b", p["c5.b"])],
+        "c5/conv",
+        kernel_shape=[5, 5],
+    )
     a = node("Flatten", [squash(conv, "c5")], "c5/flat", axis=1)
-    gemm = node("Gemm", [a, const("f6.w", p["f6.w"]), const("f6.b", p["f6.b"])], "f6/gemm", transB=1)
+    gemm = node(
+        "Gemm", [a, const("f6.w", p["f6.w"]), const("f6.b", p["f6.b"])], "f6/gemm", transB=1
+    )
     a = squash(gemm, "f6")
 
     axis1 = "axes.1" if uint8_input else const("axes.1", [1], np.int64)

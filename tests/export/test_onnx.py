@@ -16,10 +16,9 @@ import onnxruntime as ort
 import pytest
 
 import lenet_fast
+from conftest import moved_model
 from lenet_fast import LeNet5, export, load_mnist, preprocess, tables
 from lenet_fast.layout import C3_CONNECTIONS
-
-from conftest import moved_model
 
 # the opsets a test writes: the lowest the graph allows and the default
 OPSETS = (13, 17)
