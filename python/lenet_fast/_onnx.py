@@ -13,9 +13,10 @@ x        float32 (N,1,32,32), the input :func:`lenet_fast.preprocess` makes; or,
 C1       Conv 6x1x5x5 + bias, then f(a) = 1.7159 tanh(2a/3) (Mul, Tanh, Mul)
 S2       Conv with one 2x2 kernel per map (group=6, stride 2) whose four taps are the
          map's coefficient (a quarter of it with ``subsample="mean"``), + bias, then f
-C3       Table I: for each fan-in (3, 4 and 6 input maps) a Gather of the S2 maps the
-         C3 maps of that fan-in read, then a grouped Conv (one group per C3 map), the
-         outputs concatenated in map order: 60 kernels of 5x5, no zero-filled ones
+C3       Table I: a Gather of the S2 map each of the 60 connections reads, one
+         depthwise Conv (group=60) with the packed (60,5,5) kernels, then the
+         connections of each C3 map summed (Reshape, ReduceSum per run of maps of one
+         fan-in), concatenated, + bias, then f: 60 kernels, no zero-filled dense one
 S4       as S2 (group=16), then f
 C5       Conv 120x16x5x5 + bias, then f; Flatten to (N,120)
 F6       Gemm with the (84,120) weights, + bias, then f
@@ -26,8 +27,8 @@ proba    Eq. 9's posterior (N,10): e^-y_i / (e^-j + sum_k e^-y_k), j = options["
          m = min(j, min_k y_k), so nothing overflows
 ======== =============================================================================
 
-Opset 13 is the lowest the graph allows: ReduceSum, Unsqueeze and Squeeze take their axes
-as an input from there on. The file's IR version is the lowest its opset allows, so older
+Opset 13 is the lowest the graph allows: ReduceSum and Unsqueeze take their axes as an
+input from there on. The file's IR version is the lowest its opset allows, so older
 runtimes load it.
 """
 
@@ -55,8 +56,7 @@ Array = npt.NDArray[Any]
 
 #: The opset written when none is asked for.
 DEFAULT_OPSET = 17
-#: The lowest opset the graph can be written in (axes as inputs of ReduceSum, Unsqueeze
-#: and Squeeze).
+#: The lowest opset the graph can be written in (axes as inputs of ReduceSum and Unsqueeze).
 MIN_OPSET = 13
 
 #: What the graph's input expects, stored in the file's metadata ("preprocessing").
@@ -98,8 +98,8 @@ def _check_opset(opset: Any) -> int:
     top = max_opset()
     if opset < MIN_OPSET:
         raise ValueError(
-            f"opset: the graph needs opset {MIN_OPSET} or later (ReduceSum, Unsqueeze and "
-            f"Squeeze take their axes as an input from opset 13 on), got {opset}"
+            f"opset: the graph needs opset {MIN_OPSET} or later (ReduceSum and Unsqueeze "
+            f"take their axes as an input from opset 13 on), got {opset}"
         )
     if opset > top:
         raise ValueError(
@@ -138,21 +138,17 @@ def _byte_table() -> Array:
     return preprocess(digit.reshape(28, 28))[0, 0, 2:30, 2:30].reshape(-1)[:256].copy()
 
 
-def _c3_groups() -> list[tuple[list[int], list[int], list[int]]]:
-    """Table I's C3 maps grouped by fan-in, in order of first appearance: for each group
-    the C3 maps k, the S2 maps each reads (concatenated, in k order) and the rows of the
-    packed weights (ordered by output map k, then input map c) that belong to them."""
-    t = np.asarray(tables.C3_TABLE, dtype=bool)
-    pairs = np.argwhere(t.T)  # rows (k, c), the packed weights' order
-    by_fan: dict[int, list[int]] = {}
-    for k in range(t.shape[1]):
-        by_fan.setdefault(int(t[:, k].sum()), []).append(k)
-    groups = []
-    for ks in by_fan.values():
-        inputs = [int(c) for k in ks for c in np.flatnonzero(t[:, k])]
-        rows = [int(i) for k in ks for i in np.flatnonzero(pairs[:, 0] == k)]
-        groups.append((ks, inputs, rows))
-    return groups
+def _fan_in_runs() -> list[tuple[int, int, int]]:
+    """Table I's C3 maps as runs ``(k0, k1, f)`` of consecutive maps k0..k1-1 that read f
+    S2 maps each: (0, 6, 3), (6, 15, 4), (15, 16, 6)."""
+    fans = np.asarray(tables.C3_TABLE, dtype=bool).sum(axis=0)
+    runs: list[tuple[int, int, int]] = []
+    for k, f in enumerate(fans.tolist()):
+        if runs and runs[-1][2] == f:
+            runs[-1] = (runs[-1][0], k + 1, f)
+        else:
+            runs.append((k, k + 1, f))
+    return runs
 
 
 def build_onnx(
@@ -185,8 +181,15 @@ def build_onnx(
     inits: list[Any] = []
     nodes: list[Any] = []
 
+    made: dict[str, Array] = {}
+
     def const(name: str, a: Any, dtype: Any = np.float32) -> str:
-        inits.append(numpy_helper.from_array(np.ascontiguousarray(a, dtype=dtype), name))
+        v = np.ascontiguousarray(a, dtype=dtype)
+        if name in made:  # one initializer per name, e.g. the axes several nodes take
+            assert np.array_equal(made[name], v), name
+            return name
+        made[name] = v
+        inits.append(numpy_helper.from_array(v, name))
         return name
 
     def node(op: str, inputs: list[str], output: str, **attrs: Any) -> str:
@@ -236,22 +239,26 @@ def build_onnx(
     )
     a = subsample(squash(conv, "c1"), "s2")
 
+    # C3 (Table I): a Gather of the S2 map each of the 60 connections reads, in the packed
+    # weights' order (output map k, then input map c); one depthwise Conv, a 5x5 kernel per
+    # connection (the packed c3.w itself); then each run of C3 maps of one fan-in f summed
+    # f channels at a time (Reshape, ReduceSum), the runs concatenated, the biases added
+    pairs = np.argwhere(np.asarray(tables.C3_TABLE, dtype=bool).T)  # rows (k, c)
+    maps = node("Gather", [a, const("c3.maps", pairs[:, 1], np.int64)], "c3/maps", axis=1)
+    w = const("c3.w", p["c3.w"].reshape(len(pairs), 1, 5, 5))
+    conv = node("Conv", [maps, w], "c3/conv", kernel_shape=[5, 5], group=len(pairs))
     parts = []
-    order: list[int] = []
-    for i, (ks, inputs, rows) in enumerate(_c3_groups()):
-        fan = len(inputs) // len(ks)
-        src = a
-        if inputs != list(range(p["c1.w"].shape[0])):
-            idx = const(f"c3.g{i}.maps", inputs, np.int64)
-            src = node("Gather", [a, idx], f"c3/g{i}/maps", axis=1)
-        w = const(f"c3.g{i}.w", p["c3.w"][rows].reshape(len(ks), fan, 5, 5))
-        b = const(f"c3.g{i}.b", p["c3.b"][ks])
-        parts.append(node("Conv", [src, w, b], f"c3/g{i}/conv", kernel_shape=[5, 5], group=len(ks)))
-        order.extend(ks)
-    conv = node("Concat", parts, "c3/concat", axis=1) if len(parts) > 1 else parts[0]
-    if order != sorted(order):  # Table I's fan-in groups are contiguous; a general table
-        perm = const("c3.order", np.argsort(order), np.int64)
-        conv = node("Gather", [conv, perm], "c3/ordered", axis=1)
+    for i, (k0, k1, fan) in enumerate(_fan_in_runs()):
+        lo, hi = int(np.searchsorted(pairs[:, 0], k0)), int(np.searchsorted(pairs[:, 0], k1))
+        bounds = [const(f"c3.run{i}.{e}", [v], np.int64) for e, v in (("lo", lo), ("hi", hi))]
+        run = node("Slice", [conv, *bounds, const("axes.1", [1], np.int64)], f"c3/run{i}")
+        shape = const(f"c3.run{i}.shape", [0, k1 - k0, fan, 10, 10], np.int64)
+        split = node("Reshape", [run, shape], f"c3/run{i}/split")
+        parts.append(
+            node("ReduceSum", [split, const("axes.2", [2], np.int64)], f"c3/run{i}/sum", keepdims=0)
+        )
+    summed = node("Concat", parts, "c3/sum", axis=1) if len(parts) > 1 else parts[0]
+    conv = node("Add", [summed, const("c3.b", p["c3.b"].reshape(16, 1, 1))], "c3/biased")
     a = subsample(squash(conv, "c3"), "s4")
 
     conv = node(
@@ -266,7 +273,7 @@ def build_onnx(
     )
     a = squash(gemm, "f6")
 
-    axis1 = "axes.1" if uint8_input else const("axes.1", [1], np.int64)
+    axis1 = const("axes.1", [1], np.int64)
     h6 = node("Unsqueeze", [a, axis1], "rbf/h6")  # (N,1,84)
     d = node("Sub", [h6, const("rbf.c", p["centres"])], "rbf/diff")  # (N,10,84)
     sq = node("Mul", [d, d], "rbf/squared")

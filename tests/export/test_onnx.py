@@ -127,34 +127,33 @@ def test_c3_holds_the_60_kernels_of_table_one_and_nothing_else(small):
     model, path = small
     g = onnx.load(str(path)).graph
     inits = {t.name: onnx.numpy_helper.to_array(t) for t in g.initializer}
-    convs = [n for n in g.node if n.op_type == "Conv" and n.name.startswith("c3/")]
-    weights = [inits[n.input[1]] for n in convs]
-    assert sum(w.size for w in weights) == 60 * 25 == C3_CONNECTIONS * 25
-    assert sum(inits[n.input[2]].size for n in convs) == 16
+    by_output = {n.output[0]: n for n in g.node}
+    (conv,) = [n for n in g.node if n.op_type == "Conv" and n.name.startswith("c3")]
+    # one depthwise Conv: a 5x5 kernel per connection, the packed (60,5,5) c3.w itself
+    w = inits[conv.input[1]]
+    assert w.size == 60 * 25 == C3_CONNECTIONS * 25 and len(conv.input) == 2
+    assert next(a.i for a in conv.attribute if a.name == "group") == 60
+    np.testing.assert_array_equal(w.reshape(60, 5, 5), model.params["c3.w"])
     # no dense 16x6 kernel anywhere in the file
     assert not any(a.size == 16 * 6 * 25 for a in inits.values())
-    # every weight of the packed (60,5,5) c3.w, once, each where Table I puts it: a grouped
-    # Conv reads the S2 maps its Gather names, group by group
-    pairs = [tuple(kc) for kc in np.argwhere(tables.C3_TABLE.T)]  # (k, c), the packed order
-    packed = {pair: model.params["c3.w"][i] for i, pair in enumerate(pairs)}
-    by_name = {n.output[0]: n for n in g.node}
-    found = {}
-    out_maps = 0
-    for conv, w in zip(convs, weights):
-        group = next(a.i for a in conv.attribute if a.name == "group")
-        src = by_name.get(conv.input[0])
-        gathered = src is not None and src.op_type == "Gather"
-        maps = inits[src.input[1]].tolist() if gathered else list(range(6))
-        fan = w.shape[1]
-        assert w.shape == (group, fan, 5, 5) and len(maps) == group * fan
-        for gi in range(group):
-            k = out_maps + gi
-            for j in range(fan):
-                found[(k, maps[gi * fan + j])] = w[gi, j]
-        out_maps += group
-    assert sorted(found) == sorted(pairs)
-    for pair, kernel in found.items():
-        np.testing.assert_array_equal(kernel, packed[pair])
+    # the S2 map each connection reads, and the runs of C3 maps summed f channels at a time:
+    # together, map k reads exactly the S2 maps Table I's column k marks
+    gather = by_output[conv.input[0]]
+    assert gather.op_type == "Gather"
+    reads = inits[gather.input[1]].tolist()
+    splits = [n for n in g.node if n.op_type == "Reshape" and n.name.startswith("c3")]
+    runs = [inits[n.input[1]].tolist()[1:3] for n in splits]  # [maps, fan-in] per run
+    assert sum(m for m, _ in runs) == 16 and sum(m * f for m, f in runs) == 60
+    table = np.zeros((6, 16), dtype=bool)
+    i = k = 0
+    for maps, fan in runs:
+        for _ in range(maps):
+            table[reads[i : i + fan], k] = True
+            assert len(set(reads[i : i + fan])) == fan
+            i, k = i + fan, k + 1
+    np.testing.assert_array_equal(table, tables.C3_TABLE)
+    (bias,) = [n for n in g.node if n.name == "c3/biased"]
+    np.testing.assert_array_equal(inits[bias.input[1]].reshape(16), model.params["c3.b"])
 
 
 def test_metadata_holds_the_version_the_preprocessing_and_the_meta(small):

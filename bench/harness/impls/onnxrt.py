@@ -44,7 +44,7 @@ def export_torch_onnx(model: LeNet5, path: Path) -> None:
 
 def build_onnx_graph(model: LeNet5, path: Path) -> None:
     """The package's own exporter (:meth:`lenet_fast.LeNet5.to_onnx`, the onnx helper
-    API): C3 as Table I's 60 kernels (gathers feeding grouped convolutions), outputs
+    API): C3 as Table I's 60 kernels (a gather feeding one depthwise convolution), outputs
     penalties, label and proba; the benchmark reads the penalties."""
     model.to_onnx(path, opset=OPSET)
 
