@@ -121,9 +121,15 @@ def test_each_worker_unpickles_the_model_at_most_once(client, model, digits):
 
 def test_each_task_runs_its_kernels_on_one_thread(client, model, digits):
     client.run(lenet_fast.set_num_threads, 2)
-    x = on_cluster(client, digits[:2000], 1000)
-    ld.predict(model, x).compute()
-    assert set(client.run(lenet_fast.get_num_threads).values()) == {1}
+    x = on_cluster(client, digits[:4000], 200)
+    y = ld.predict(model, x).persist()
+    futures = distributed.futures_of(y)
+    distributed.wait(futures)
+    # the workers that ran a chunk (its result stays where it was computed)
+    ran = {w for ws in client.who_has(futures).values() for w in ws}
+    assert ran
+    threads = client.run(lenet_fast.get_num_threads, workers=sorted(ran))
+    assert set(threads.values()) == {1}, threads
 
 
 # the pixels travel inside the graph here (55 MB, distributed warns), unlike scattered data
