@@ -10,7 +10,8 @@ cluster, as a user's would be), then ``predict(...).compute()`` is timed ``--rep
 times, the median reported; every run's labels are checked against a local
 ``model.predict``. A local ``model.predict`` on one thread is measured too, as the
 baseline. The machine's load average is recorded with each run: on a shared machine the
-figures move with it. Results go to ``--json`` (default bench/results/dask.json).
+wall-clock figures move with it; the workers' CPU time per run (their processes'
+``time.process_time``, summed) gives images per worker CPU-second, which moves less. Results go to ``--json`` (default bench/results/dask.json).
 """
 
 from __future__ import annotations
@@ -81,20 +82,24 @@ def main(argv: list[str] | None = None) -> int:
                     for f, q in zip(futures, parts)
                 ]
             )
-            seconds = []
+            seconds, cpu = [], []
             for _ in range(a.repeats):
+                c0 = sum(client.run(time.process_time).values())
                 t0 = time.perf_counter()
                 got = ld.predict(model, dx).compute()
                 seconds.append(time.perf_counter() - t0)
+                cpu.append(sum(client.run(time.process_time).values()) - c0)
                 if not np.array_equal(got, want):
                     raise SystemExit(f"{n} workers: labels differ from the local predict")
         finally:
             client.close()
             cluster.close()
         rate = len(x) / statistics.median(seconds)
+        per_cpu = len(x) / statistics.median(cpu)
         print(
             f"{n} worker(s) x 1 thread: median {statistics.median(seconds):.2f} s = "
-            f"{rate:,.0f} images/s (runs: {', '.join(f'{s:.2f}' for s in seconds)} s)"
+            f"{rate:,.0f} images/s (runs: {', '.join(f'{s:.2f}' for s in seconds)} s); "
+            f"{per_cpu:,.0f} images per worker CPU-second"
         )
         runs.append(
             {
@@ -102,6 +107,8 @@ def main(argv: list[str] | None = None) -> int:
                 "threads_per_worker": 1,
                 "seconds": seconds,
                 "images_per_second": rate,
+                "worker_cpu_seconds": cpu,
+                "images_per_worker_cpu_second": per_cpu,
                 "load_average_1min_after": load_average(),
             }
         )
