@@ -149,7 +149,7 @@ class LeNet5Classifier(ClassifierMixin, BaseEstimator):
         (or take the shipped ``pretrained`` model, fine-tuned for ``passes``)."""
         passes = _validate.int_at_least("passes", self.passes, 0)
         x, labels = self._check_training_data(X, y, reset=True)
-        classes = self._set_classes(np.unique(labels))
+        classes = self.classes_ = self._classes_of(np.unique(labels))
         if passes == 0:
             if self.pretrained is None:
                 raise ValueError(
@@ -180,10 +180,12 @@ class LeNet5Classifier(ClassifierMixin, BaseEstimator):
         x, labels = self._check_training_data(X, y, reset=first)
         if first:
             seen = np.unique(labels if classes is None else np.asarray(classes))
-            self._set_classes(seen)
+            self.classes_ = self._classes_of(seen)
             self.model_ = self._initial_model()
             self.n_iter_ = 0
-        elif classes is not None and not np.array_equal(np.unique(classes), self.classes_):
+        elif classes is not None and not np.array_equal(
+            self._classes_of(np.unique(classes)), self.classes_
+        ):
             raise ValueError(
                 f"classes: expected the classes of the first call, {self.classes_.tolist()}, "
                 f"got {np.unique(classes).tolist()}"
@@ -247,9 +249,9 @@ class LeNet5Classifier(ClassifierMixin, BaseEstimator):
             shipped.options[name] = model.options[name]
         return shipped
 
-    def _set_classes(self, classes: Array) -> Array:
-        """Set ``classes_`` (sorted labels; the i-th is the network's i-th output) and
-        return it. A shipped model knows all ten digits: with digit labels, its classes are
+    def _classes_of(self, classes: Array) -> Array:
+        """``classes_`` for the sorted labels ``classes``: the i-th is the network's i-th
+        output. A shipped model knows all ten digits: with digit labels, its classes are
         the ten digits, whichever of them the labels hold."""
         if len(classes) > N_UNITS:
             raise ValueError(
@@ -257,8 +259,7 @@ class LeNet5Classifier(ClassifierMixin, BaseEstimator):
                 f"{len(classes)}"
             )
         if self.pretrained is not None and self._digit_classes(classes):
-            classes = np.arange(N_UNITS, dtype=classes.dtype)
-        self.classes_ = classes
+            return np.arange(N_UNITS, dtype=classes.dtype)
         return classes
 
     @staticmethod

@@ -251,6 +251,12 @@ def test_partial_fit():
         part.partial_fit(x, y, classes=np.arange(5))
     with pytest.raises(ValueError, match="X has 783 features, but LeNet5Classifier"):
         part.partial_fit(x.reshape(-1, 784)[:, 1:], y)
+    # from a shipped model, digit labels are its ten digits from the first call on
+    tuned = LeNet5Classifier(**FAST, pretrained="mnist")
+    tuned.partial_fit(x[y < 3], y[y < 3], classes=[0, 1, 2])
+    np.testing.assert_array_equal(tuned.classes_, np.arange(10))
+    tuned.partial_fit(x[y < 3], y[y < 3], classes=[0, 1, 2])
+    assert tuned.n_iter_ == 2
 
 
 def test_bad_input():
