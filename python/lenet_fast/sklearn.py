@@ -149,7 +149,7 @@ class LeNet5Classifier(ClassifierMixin, BaseEstimator):
         (or take the shipped ``pretrained`` model, fine-tuned for ``passes``)."""
         passes = _validate.int_at_least("passes", self.passes, 0)
         x, labels = self._check_training_data(X, y, reset=True)
-        classes = self.classes_ = self._classes_of(np.unique(labels))
+        classes = self._classes_of(np.unique(labels))
         if passes == 0:
             if self.pretrained is None:
                 raise ValueError(
@@ -162,10 +162,11 @@ class LeNet5Classifier(ClassifierMixin, BaseEstimator):
                     f"digits 0..9 untrained, so y must hold such digits; got classes "
                     f"{classes[:10].tolist()}"
                 )
-        self.model_ = self._initial_model()
-        self.n_iter_ = 0
+        model = self._initial_model()
         if passes:
-            self._train(x, np.searchsorted(classes, labels), passes=passes, start=0)
+            self._train(model, x, np.searchsorted(classes, labels), passes=passes, start=0)
+        # set together, once all went well: a failed fit leaves a fitted estimator as it was
+        self.model_, self.classes_, self.n_iter_ = model, classes, passes
         return self
 
     def partial_fit(self, X: Any, y: Any, classes: Any = None) -> LeNet5Classifier:
@@ -179,30 +180,30 @@ class LeNet5Classifier(ClassifierMixin, BaseEstimator):
         first = not hasattr(self, "model_")
         x, labels = self._check_training_data(X, y, reset=first)
         if first:
-            seen = np.unique(labels if classes is None else np.asarray(classes))
-            self.classes_ = self._classes_of(seen)
-            self.model_ = self._initial_model()
-            self.n_iter_ = 0
-        elif classes is not None and not np.array_equal(
-            self._classes_of(np.unique(classes)), self.classes_
-        ):
-            raise ValueError(
-                f"classes: expected the classes of the first call, {self.classes_.tolist()}, "
-                f"got {np.unique(classes).tolist()}"
-            )
-        codes = np.searchsorted(self.classes_, labels)
-        codes = np.minimum(codes, len(self.classes_) - 1)
-        unknown = self.classes_[codes] != labels
+            known = self._classes_of(np.unique(labels if classes is None else classes))
+            model, done = self._initial_model(), 0
+        else:
+            known, model, done = self.classes_, self.model_, self.n_iter_
+            if classes is not None and not np.array_equal(
+                self._classes_of(np.unique(classes)), known
+            ):
+                raise ValueError(
+                    f"classes: expected the classes of the first call, {known.tolist()}, "
+                    f"got {np.unique(classes).tolist()}"
+                )
+        codes = np.minimum(np.searchsorted(known, labels), len(known) - 1)
+        unknown = known[codes] != labels
         if np.any(unknown):
             raise ValueError(
                 f"y: labels {np.unique(labels[unknown])[:10].tolist()} are not among "
-                f"classes_ {self.classes_.tolist()}; give every class to the first call (classes=...)"
+                f"classes_ {known.tolist()}; give every class to the first call (classes=...)"
             )
-        self._train(x, codes, passes=self.n_iter_ + 1, start=self.n_iter_)
+        self._train(model, x, codes, passes=done + 1, start=done)
+        self.model_, self.classes_, self.n_iter_ = model, known, done + 1
         return self
 
-    def _train(self, x: Array, codes: Array, *, passes: int, start: int) -> None:
-        """Train ``model_`` on pixels ``x`` (n,784) and class indices ``codes`` (the i-th
+    def _train(self, model: LeNet5, x: Array, codes: Array, *, passes: int, start: int) -> None:
+        """Train ``model`` in place on pixels ``x`` (n,784) and class indices ``codes`` (the i-th
         class is the i-th output), passes ``start + 1 .. passes``."""
         kwargs: dict[str, Any] = {
             "passes": passes,
@@ -218,8 +219,7 @@ class LeNet5Classifier(ClassifierMixin, BaseEstimator):
         }
         if self.mu is not None:
             kwargs["mu"] = self.mu
-        train(self.model_, self._training_bytes(x), codes, **kwargs)
-        self.n_iter_ = passes
+        train(model, self._training_bytes(x), codes, **kwargs)
 
     def _initial_model(self) -> LeNet5:
         """A fresh LeNet5 of the estimator's options, or the shipped model with them."""

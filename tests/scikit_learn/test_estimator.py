@@ -290,6 +290,12 @@ def test_bad_input():
         LeNet5Classifier(pretrained="mnist", subsample="sum").fit(x, y)
     with pytest.raises(ValueError, match="y: with passes=0 the shipped model 'mnist'"):
         LeNet5Classifier(pretrained="mnist", passes=0).fit(x, np.array(list("abcdefghij"))[y])
+    # a failed fit leaves a fitted estimator as it was
+    before = est.predict(x)
+    est.set_params(optimizer="adam")
+    with pytest.raises(ValueError, match="optimizer: expected one of"):
+        est.fit(x, y[::-1])
+    np.testing.assert_array_equal(est.predict(x), before)
 
 
 def test_clone_and_pickle():
