@@ -193,6 +193,7 @@ def train(
     seed: int = 0,
     out: str | Path | None = None,
     resume: str | Path | None = None,
+    start_pass: int = 0,
     mu: float | Callable[[int], float] = sdlm_mu,
     hessian_samples: int = 500,
     eta: Callable[[int], float] = paper_eta,
@@ -222,6 +223,10 @@ def train(
     out : folder for ``checkpoint_PP.npz`` after each pass and ``model.npz`` at the end.
     resume : a checkpoint from a run with the same settings; training continues after its
         pass, and reaches the same weights as an uninterrupted run.
+    start_pass : passes already done on ``model`` as it is in memory (no checkpoint):
+        training runs passes ``start_pass + 1 .. passes`` with their eta, mu and random
+        draws, so ``passes=k + 1, start_pass=k`` after k passes is the next pass of the same
+        run (how an incremental caller trains pass by pass). Not with ``resume``.
     mu : SDLM's mu, a number for every pass or a function of the 1-based pass
         (default :func:`sdlm_mu`).
     hessian_samples, eta : the patterns of each Hessian estimate, and the global rate per
@@ -271,7 +276,14 @@ def train(
         if optimizer == "sdlm"
         else {"lr": float(lr), "batch_size": int(batch_size)}
     )
-    start = 0
+    start = _validate.int_at_least("start_pass", start_pass, 0)
+    if start >= passes:
+        raise ValueError(f"start_pass: expected fewer than passes={passes}, got {start}")
+    if resume is not None and start:
+        raise ValueError(
+            "start_pass: a resumed run starts after its checkpoint's pass; give start_pass "
+            "or resume, not both"
+        )
     if resume is not None:
         ckpt = type(model).from_checkpoint(*read_checkpoint(resume), backend=model.backend)
         state = ckpt.train_state

@@ -132,6 +132,33 @@ def test_resume_reaches_the_weights_of_an_uninterrupted_run(tmp_path):
         np.testing.assert_array_equal(saved.params[k], full.params[k])
 
 
+def test_start_pass_continues_a_run_in_memory():
+    """Pass by pass with start_pass, the model in memory, reaches the bits of one run."""
+    x, y = synthetic_digits(200)
+    kw = dict(hessian_samples=50, distort=True, seed=5)
+    full = LeNet5(seed=1)
+    train(full, x, y, passes=3, **kw)
+    step = LeNet5(seed=1)
+    for done in range(3):
+        train(step, x, y, passes=done + 1, start_pass=done, **kw)
+    assert [r["pass"] for r in step.history] == [1, 2, 3]
+    assert [r["mu"] for r in step.history] == [r["mu"] for r in full.history]
+    for k in full.params:
+        assert full.params[k].tobytes() == step.params[k].tobytes(), k
+    assert step.train_state == full.train_state
+
+
+def test_start_pass_errors(tmp_path):
+    x, y = synthetic_digits(20)
+    m = LeNet5()
+    with pytest.raises(ValueError, match="start_pass: expected an int >= 0"):
+        train(m, x, y, passes=2, start_pass=-1)
+    with pytest.raises(ValueError, match="start_pass: expected fewer than passes=2, got 2"):
+        train(m, x, y, passes=2, start_pass=2)
+    with pytest.raises(ValueError, match="start_pass: .* not both"):
+        train(m, x, y, passes=2, start_pass=1, resume=tmp_path / "c.npz")
+
+
 def test_resume_refuses_other_settings(tmp_path):
     x, y = synthetic_digits(100)
     m = LeNet5()

@@ -13,7 +13,7 @@ PACKAGE = Path(__file__).resolve().parents[2] / "python" / "lenet_fast"
 
 # top to bottom; a module may import from its own row and the rows below
 ROWS = [
-    ("__init__", "__main__", "cli", "plots", "_predict", "export", "dask"),
+    ("__init__", "__main__", "cli", "plots", "_predict", "export", "dask", "sklearn"),
     ("model",),
     ("train",),
     ("checkpoint", "pretrained", "_onnx"),
@@ -123,4 +123,4 @@ def test_imports_point_down_the_layers():
 
 def test_nothing_below_the_model_imports_it():
     users = {m for m, deps in graph().items() if "model" in deps}
-    assert users <= {"__init__", "cli", "__main__", "export", "dask"}, users
+    assert users <= {"__init__", "cli", "__main__", "export", "dask", "sklearn"}, users
