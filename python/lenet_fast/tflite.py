@@ -200,7 +200,9 @@ class _Graph:
         wt = self.tensor(f"{name}.w", w.shape, w)
         inputs = [x, wt, self.tensor(f"{name}.b", (w.shape[0],), b) if b is not None else -1]
         y = self.tensor(name, out)
-        self.op(self.s.BuiltinOperator.FULLY_CONNECTED, inputs, [y], self.s.FullyConnectedOptionsT())
+        self.op(
+            self.s.BuiltinOperator.FULLY_CONNECTED, inputs, [y], self.s.FullyConnectedOptionsT()
+        )
         return y
 
 
@@ -211,7 +213,7 @@ class _AlignedBuffer:
     def __init__(self, data: bytes | None) -> None:
         self.data = data
 
-    def Pack(self, builder: Any) -> int:  # noqa: N802 - the object API's method name
+    def Pack(self, builder: Any) -> int:
         schema = _schema()
         vec = None
         if self.data is not None:
