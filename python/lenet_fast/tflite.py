@@ -57,7 +57,7 @@ from .layout import PARAM_SHAPES
 from .reference import SQUASH_A, SQUASH_S
 from .runtime import __version__
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the model is handed in; only cli.py and __init__ import model.py
     from .model import LeNet5
 
 __all__ = ["PREPROCESSING", "to_tflite"]
@@ -324,9 +324,12 @@ def to_tflite(model: LeNet5, path: str | os.PathLike[str]) -> Path:
     [N,10], the model's :meth:`~lenet_fast.model.LeNet5.forward`, smallest = the label.
     Needs ``ai-edge-litert`` (the ``litert`` extra); nothing of TensorFlow.
 
-    Raises TypeError for a ``path`` that is not a path, ValueError for another extension
-    than ``.tflite``, FileNotFoundError for a folder that does not exist.
+    Raises TypeError for a ``model`` that is not a LeNet5 or a ``path`` that is not a path,
+    ValueError for another extension than ``.tflite``, FileNotFoundError for a folder that
+    does not exist.
     """
+    if not all(hasattr(model, a) for a in ("params", "options", "centres", "_sub_coef")):
+        raise TypeError(f"model: expected a lenet_fast.LeNet5, got {type(model).__name__}")
     if not isinstance(path, (str, os.PathLike)):
         raise TypeError(f"path: expected a str or os.PathLike, got {type(path).__name__}")
     path = Path(path)

@@ -223,6 +223,8 @@ def test_bad_paths_write_nothing(tmp_path):
         to_tflite(m, tmp_path / "m.onnx")
     with pytest.raises(TypeError, match="path: expected a str or os.PathLike, got int"):
         to_tflite(m, 3)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="model: expected a lenet_fast.LeNet5, got dict"):
+        to_tflite(m.params, tmp_path / "m.tflite")  # type: ignore[arg-type]
     assert os.listdir(tmp_path) == []
 
 
