@@ -13,7 +13,7 @@ PACKAGE = Path(__file__).resolve().parents[2] / "python" / "lenet_fast"
 
 # top to bottom; a module may import from its own row and the rows below
 ROWS = [
-    ("__init__", "__main__", "cli", "plots", "_predict", "export", "dask", "sklearn"),
+    ("__init__", "__main__", "cli", "plots", "_predict", "export", "dask", "sklearn", "tflite"),
     ("model",),
     ("train",),
     ("checkpoint", "pretrained", "_onnx"),
