@@ -2,7 +2,9 @@
 
 ``to_onnx(model, "lenet5.onnx")`` (the same as ``model.to_onnx("lenet5.onnx")``) writes an
 ONNX graph with the ``onnx`` package's helper API (``pip install "lenet_fast[onnx]"``; no
-PyTorch); see :mod:`lenet_fast._onnx` for the graph. :data:`FORMATS` maps each file
+PyTorch); see :mod:`lenet_fast._onnx` for the graph. ``to_tflite(model, "lenet5.tflite")``
+writes a LiteRT flatbuffer (``pip install "lenet_fast[litert]"``; no TensorFlow); see
+:mod:`lenet_fast.tflite`. :data:`FORMATS` maps each file
 extension ``lenet-fast export`` knows to the name of its function here; a format whose
 function this build lacks is reported as not available.
 """
@@ -17,8 +19,17 @@ from typing import Any
 from . import _onnx
 from ._onnx import DEFAULT_OPSET, MIN_OPSET
 from .model import LeNet5
+from .tflite import to_tflite
 
-__all__ = ["DEFAULT_OPSET", "FORMATS", "MIN_OPSET", "build_onnx", "exporter_for", "to_onnx"]
+__all__ = [
+    "DEFAULT_OPSET",
+    "FORMATS",
+    "MIN_OPSET",
+    "build_onnx",
+    "exporter_for",
+    "to_onnx",
+    "to_tflite",
+]
 
 #: file extension -> the name of the function of this module that writes that format
 FORMATS: dict[str, str] = {".onnx": "to_onnx", ".tflite": "to_tflite"}

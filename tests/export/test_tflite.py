@@ -282,3 +282,29 @@ def test_mnist_test_digits_agree(exported, mnist_test, name, resolver):
     print(
         f"{name} {resolver.name}: 10000/10000 labels, max |diff| {err:.3g} (C++), {err64:.3g} (float64, 1000 digits)"
     )
+
+
+def test_the_command_line_exports_tflite(tmp_path):
+    """``lenet-fast export NAME OUT.tflite``: the same file as to_tflite, and it runs."""
+    import subprocess
+
+    out = tmp_path / "m.tflite"
+    r = subprocess.run(
+        [sys.executable, "-m", "lenet_fast", "export", "mnist", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert r.returncode == 0, r.stderr
+    model = lenet_fast.LeNet5.pretrained("mnist")
+    to_tflite(model, tmp_path / "direct.tflite")
+    assert out.read_bytes() == (tmp_path / "direct.tflite").read_bytes()
+    x = random_input(5)
+    assert np.array_equal(run(out, nhwc(x))[0].argmin(axis=1), model.predict(x))
+    r = subprocess.run(
+        [sys.executable, "-m", "lenet_fast", "export", "mnist", str(out), "--opset", "13"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert r.returncode == 2 and "--opset and --uint8-input apply to .onnx" in r.stderr
