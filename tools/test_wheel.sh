@@ -53,7 +53,7 @@ echo "== install it with no compiler reachable, binaries only"
 # install the wheel and every dependency as binaries (--only-binary for all of them)
 nocc=(env PATH="$dir/test-venv/bin" CC=false CXX=false)
 for c in gcc g++ cc c++ clang clang++; do
-    if "${nocc[@]}" sh -c "command -v $c" > /dev/null 2>&1; then
+    if "${nocc[@]}" /bin/sh -c "command -v $c" > /dev/null 2>&1; then
         echo "a compiler is reachable: $c" >&2
         exit 1
     fi
