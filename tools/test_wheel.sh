@@ -8,7 +8,8 @@
 #   bash tools/test_wheel.sh [PYTHON] [PYTEST ARGS...]
 #
 # PYTHON defaults to python3; the pytest arguments default to the fast tests of the kernels,
-# network, model and data, and the threadpoolctl tests (the vendored OpenMP runtime).
+# network, model and data, the threadpoolctl tests (the vendored OpenMP runtime) and the
+# build tests (the stubs and py.typed are in the wheel).
 # WHEEL=path skips the build and repairs that wheel instead (.ci/run passes the wheel of its
 # -Werror build). WHEEL_DIR (default ${TMPDIR:-/tmp}/lenet-fast-wheel-X.Y) holds the venvs,
 # the wheels and the copy of the tests.
@@ -19,7 +20,7 @@ py="${1:-python3}"
 [ $# -gt 0 ] && shift
 if [ $# -eq 0 ]; then
     set -- -q -m "not slow" tests/kernels tests/network tests/model tests/data \
-        tests/system/test_threadpoolctl.py
+        tests/system/test_threadpoolctl.py tests/system/test_build.py
 fi
 ver="$("$py" -c 'import sys; print("%d.%d" % sys.version_info[:2])')"
 dir="${WHEEL_DIR:-${TMPDIR:-/tmp}/lenet-fast-wheel-$ver}"
