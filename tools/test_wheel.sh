@@ -50,9 +50,12 @@ esac
 
 echo "== install it with no compiler reachable, binaries only"
 "$py" -m venv "$dir/test-venv"
-# the venv's bin alone on PATH, and CC/CXX that fail: nothing can compile, so pip must
-# install the wheel and every dependency as binaries (--only-binary for all of them)
-nocc=(env PATH="$dir/test-venv/bin" CC=false CXX=false)
+# the venv's bin alone on PATH (and objdump, for the build test's look at the repaired
+# _core), and CC/CXX that fail: nothing can compile, so pip must install the wheel and every
+# dependency as binaries (--only-binary for all of them)
+mkdir -p "$dir/bin"
+if command -v objdump > /dev/null; then ln -s "$(command -v objdump)" "$dir/bin/objdump"; fi
+nocc=(env PATH="$dir/test-venv/bin:$dir/bin" CC=false CXX=false)
 for c in gcc g++ cc c++ clang clang++; do
     if "${nocc[@]}" /bin/sh -c "command -v $c" > /dev/null 2>&1; then
         echo "a compiler is reachable: $c" >&2
