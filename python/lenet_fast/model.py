@@ -663,6 +663,17 @@ class LeNet5:
             model_meta=self.meta,
         )
 
+    def to_tflite(self, path: str | os.PathLike[str]) -> Path:
+        """Write the network as a LiteRT flatbuffer (``*.tflite``), built from the weights
+        with the TFLite schema's object API of ``ai-edge-litert`` (``pip install
+        "lenet_fast[litert]"``; no TensorFlow, no converter), atomically as :meth:`save`
+        writes: input float32 [N,32,32,1] (:meth:`prepare`'s planes in NHWC, N resizable),
+        output the penalties [N,10]; only ops XNNPACK delegates. See
+        :func:`lenet_fast.tflite.to_tflite`. Returns the path."""
+        from .tflite import to_tflite
+
+        return to_tflite(self, path)
+
     def to_onnx(
         self,
         path: str | os.PathLike[str],

@@ -308,3 +308,10 @@ def test_the_command_line_exports_tflite(tmp_path):
         timeout=120,
     )
     assert r.returncode == 2 and "--opset and --uint8-input apply to .onnx" in r.stderr
+
+
+def test_the_method_writes_the_same_file(tmp_path):
+    model = moved_model({"subsample": "sum"})
+    model.to_tflite(tmp_path / "a.tflite")
+    to_tflite(model, tmp_path / "b.tflite")
+    assert (tmp_path / "a.tflite").read_bytes() == (tmp_path / "b.tflite").read_bytes()

@@ -13,10 +13,10 @@ PACKAGE = Path(__file__).resolve().parents[2] / "python" / "lenet_fast"
 
 # top to bottom; a module may import from its own row and the rows below
 ROWS = [
-    ("__init__", "__main__", "cli", "plots", "_predict", "export", "dask", "sklearn", "tflite"),
+    ("__init__", "__main__", "cli", "plots", "_predict", "export", "dask", "sklearn"),
     ("model",),
     ("train",),
-    ("checkpoint", "pretrained", "_onnx"),
+    ("checkpoint", "pretrained", "_onnx", "tflite"),
     ("network",),
     ("mnist", "download", "distort", "image"),
     ("_imageio",),
