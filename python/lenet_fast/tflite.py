@@ -46,7 +46,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -57,8 +57,20 @@ from .layout import PARAM_SHAPES
 from .reference import SQUASH_A, SQUASH_S
 from .runtime import __version__
 
-if TYPE_CHECKING:  # the model is handed in; only cli.py and __init__ import model.py
-    from .model import LeNet5
+
+class LeNet5(Protocol):
+    """What the writer reads of a :class:`lenet_fast.LeNet5` (handed in, so this module,
+    which the model calls, does not import model.py)."""
+
+    params: dict[str, Any]
+    options: dict[str, Any]
+    meta: dict[str, Any]
+
+    @property
+    def centres(self) -> Any: ...
+
+    def _sub_coef(self, name: str) -> Any: ...
+
 
 __all__ = ["PREPROCESSING", "to_tflite"]
 
