@@ -114,19 +114,7 @@ def predict(model: LeNet5, x: Any, *, proba: bool = False, reject: Any = None) -
     model.reject_rule(reject)  # a bad reject fails here, not later on a worker
     shipped = dask.delayed(_Shipped(model), pure=True, traverse=False)
     axes = tuple(range(1, x.ndim))
-    if proba:
-        return da.map_blocks(
-            _block,
-            x,
-            shipped,
-            proba,
-            reject,
-            flat,
-            chunks=(x.chunks[0], (10,)),
-            drop_axis=axes[1:],
-            dtype=np.float64,
-            meta=np.empty((0, 10), np.float64),
-        )
+    cols, dtype = ((10,), np.float64) if proba else ((), np.int64)
     return da.map_blocks(
         _block,
         x,
@@ -134,8 +122,8 @@ def predict(model: LeNet5, x: Any, *, proba: bool = False, reject: Any = None) -
         proba,
         reject,
         flat,
-        chunks=(x.chunks[0],),
-        drop_axis=axes,
-        dtype=np.int64,
-        meta=np.empty((0,), np.int64),
+        chunks=(x.chunks[0], *((c,) for c in cols)),
+        drop_axis=axes[1:] if proba else axes,
+        dtype=dtype,
+        meta=np.empty((0, *cols), dtype),
     )
