@@ -205,9 +205,8 @@ def load_model(spec: str) -> LeNet5:
 def cmd_eval(a: argparse.Namespace) -> int:
     model = load_model(a.model)
     _, _, te_x, te_y = _load_data(a)
-    y = model.forward(te_x)
     ev = evaluate(model, te_x, te_y)
-    curve = reject_curve(LeNet5._margin(y), ev["predicted"] != te_y)
+    curve = reject_curve(LeNet5._margin(ev["penalties"]), ev["predicted"] != te_y)
     figure = curve["reject_for_target"]
     if a.json:
         print(

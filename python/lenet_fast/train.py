@@ -59,6 +59,8 @@ class Model(Protocol):
 
     def predict(self, x: npt.ArrayLike, batch_size: int = ...) -> npt.NDArray[np.int64]: ...
 
+    def forward(self, x: npt.ArrayLike) -> Array: ...
+
     def gradients(
         self, x: npt.ArrayLike, labels: npt.ArrayLike
     ) -> tuple[float, dict[str, Array], Array]: ...
@@ -126,9 +128,12 @@ def sdlm_mu(pass_number: int) -> float:
 
 
 def evaluate(model: Model, images: npt.ArrayLike, labels: npt.ArrayLike) -> dict[str, Any]:
-    """Error rate, confusion matrix (10,10) [true, predicted], and misclassified indices."""
+    """Error rate, confusion matrix (10,10) [true, predicted], misclassified indices, and
+    the penalties (N,10) the predictions are the argmin of (for margins, without a second
+    pass)."""
     lab = np.asarray(labels).astype(np.int64)
-    pred = model.predict(np.asarray(images))
+    penalties = model.forward(np.asarray(images))
+    pred = penalties.argmin(axis=1).astype(np.int64)
     wrong = np.flatnonzero(pred != lab)
     confusion = np.zeros((10, 10), dtype=np.int64)
     np.add.at(confusion, (lab, pred), 1)
@@ -138,6 +143,7 @@ def evaluate(model: Model, images: npt.ArrayLike, labels: npt.ArrayLike) -> dict
         "misclassified": wrong,
         "predicted": pred,
         "confusion": confusion,
+        "penalties": penalties,
     }
 
 
