@@ -250,6 +250,12 @@ def predict_table(res: dict[str, Any]) -> list[str]:
     return md_table(head, "lrrrr", body)
 
 
+def pretrained_summary(res: dict[str, Any]) -> list[str]:
+    """The shipped models' test error and rejection figures: the first rows of
+    :func:`pretrained_table`, for the README."""
+    return pretrained_table(res)[:5]
+
+
 #: block name -> (result file under bench/results/, table of it)
 BLOCKS: dict[str, tuple[str, Callable[[dict[str, Any]], list[str]]]] = {
     "suite": ("suite.json", suite_summary),
@@ -257,6 +263,7 @@ BLOCKS: dict[str, tuple[str, Callable[[dict[str, Any]], list[str]]]] = {
     "kernels": ("kernels.json", kernels_all),
     "reproduce": ("reproduce.json", reproduce_table),
     "pretrained": ("pretrained.json", pretrained_table),
+    "pretrained-summary": ("pretrained.json", pretrained_summary),
     "image": ("image.json", image_table),
     "predict": ("predict.json", predict_table),
 }

@@ -355,7 +355,7 @@ class LeNet5:
     def predict_proba(
         self, x: npt.ArrayLike, *, rubbish: bool = False, pixel_max: float | None = None
     ) -> Array:
-        """Eq. 9's posterior (SPEC section 9) over the ten digits, (N,10) float64:
+        """Eq. 9's loss read as a posterior (paper II-C) over the ten digits, (N,10) float64:
         ``P(i) = exp(-y_i) / (exp(-j) + sum_k exp(-y_k))`` with ``y`` the penalties and
         ``j = options["map_j"]``, the penalty of the paper's "rubbish" class.
 
