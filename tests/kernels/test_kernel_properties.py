@@ -121,9 +121,21 @@ def case(draw, fn):
 BILINEAR = ("conv2d", "sparse_conv2d", "linear", "subsample")
 
 
+def abs_terms(fn, args):
+    """The arguments whose reference output is the sum of |terms| of ``fn``'s sums: |inputs|
+    for the bilinear kernels; for rbf_backward, whose terms are dy (x - c), |x|, -|c|, |dy|
+    (so x - c becomes |x| + |c|). None for the kernels that are not sums of products."""
+    if fn == "rbf_backward":
+        x, c, dy = args
+        return [np.abs(x), -np.abs(c), np.abs(dy)]
+    if fn.startswith(BILINEAR):
+        return [np.abs(a) if isinstance(a, np.ndarray) and a.dtype != bool else a for a in args]
+    return None
+
+
 def check(fn, args):
     """assert_close, with one refinement for the kernels whose outputs are sums of products
-    (convolutions, linear, subsampling): a sum that cancels (|sum| much smaller than the sum
+    (convolutions, linear, subsampling, the RBF's gradients): a sum that cancels (|sum| much smaller than the sum
     of |terms|, which big random values over a few thousand terms produce) is judged against
     the sum of |terms| / 10 (the reference on |inputs|), not against |sum| alone. A wrong
     term or a missed one is off by a whole term, ~ sum / (number of terms), far outside
@@ -132,12 +144,8 @@ def check(fn, args):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # inf - inf, 0 * inf in the reference
         want = getattr(reference, fn)(*args)
-        bound = None
-        if fn.startswith(BILINEAR):
-            absargs = [
-                np.abs(a) if isinstance(a, np.ndarray) and a.dtype != bool else a for a in args
-            ]
-            bound = getattr(reference, fn)(*absargs)
+        absargs = abs_terms(fn, args)
+        bound = getattr(reference, fn)(*absargs) if absargs is not None else None
     got = got if isinstance(got, tuple) else (got,)
     want = want if isinstance(want, tuple) else (want,)
     bound = (
@@ -149,8 +157,9 @@ def check(fn, args):
     for i, (g, w, b) in enumerate(zip(got, want, bound)):
         w = np.asarray(w, np.float64)
         if b is not None and w.size and np.isfinite(w).any():
+            b = np.abs(np.asarray(b, np.float64))
             fin = np.isfinite(w) & np.isfinite(b)
-            cond = 0.1 * float(np.abs(b[fin]).max()) if fin.any() else 0.0
+            cond = 0.1 * float(b[fin].max()) if fin.any() else 0.0
             peak = float(np.abs(w[np.isfinite(w)]).max())
             if cond > max(1.0, peak):
                 # same NaN/inf checks, finite values under TOL * cond
