@@ -256,6 +256,50 @@ def pretrained_summary(res: dict[str, Any]) -> list[str]:
     return pretrained_table(res)[:5]
 
 
+def export_table(res: dict[str, Any]) -> list[str]:
+    """bench_export.py: per runtime and model, the MNIST test labels that agree with
+    ``model.predict`` and the largest penalty (and posterior) differences."""
+    body = [
+        [
+            r["runtime"],
+            r["model"],
+            f"{r['labels_agree']:,} / {r['digits']:,}",
+            f"{r['max_abs_penalty_diff']:.2e}",
+            "-" if r["max_abs_proba_diff"] is None else f"{r['max_abs_proba_diff']:.1e}",
+        ]
+        for r in res["rows"]
+    ]
+    head = ["runtime", "model", "labels as `predict`", "max abs. penalty diff.", "max abs. posterior diff."]
+    missing = res.get("not_run", [])
+    return md_table(head, "llrrr", body) + ([""] + [f"Not run: {m}." for m in missing] if missing else [])
+
+
+def dask_table(res: dict[str, Any]) -> list[str]:
+    """bench_dask.py: images/s of ``lenet_fast.dask.predict`` per worker count, beside a
+    local one-thread ``predict``."""
+    runs = lambda s: ", ".join(f"{v:.2f}" for v in s)
+    body = [
+        [
+            "local `model.predict`, 1 thread",
+            rate(res["local_one_thread_images_per_second"]),
+            runs(res["local_one_thread_seconds"]),
+            "-",
+        ]
+    ]
+    for r in res["runs"]:
+        w = r["workers"]
+        body.append(
+            [
+                f"`lenet_fast.dask.predict`, {w} worker{'s' * (w > 1)} x {r['threads_per_worker']} thread",
+                rate(r["images_per_second"]),
+                runs(r["seconds"]),
+                f"{r['load_average_1min_after']:g}",
+            ]
+        )
+    head = [f"{res['images']:,} digits, chunks of {res['chunk']:,}", "images/s (median)", "runs (s)", "load average after"]
+    return md_table(head, "lrrr", body)
+
+
 #: block name -> (result file under bench/results/, table of it)
 BLOCKS: dict[str, tuple[str, Callable[[dict[str, Any]], list[str]]]] = {
     "suite": ("suite.json", suite_summary),
@@ -266,4 +310,6 @@ BLOCKS: dict[str, tuple[str, Callable[[dict[str, Any]], list[str]]]] = {
     "pretrained-summary": ("pretrained.json", pretrained_summary),
     "image": ("image.json", image_table),
     "predict": ("predict.json", predict_table),
+    "export": ("export.json", export_table),
+    "dask": ("dask.json", dask_table),
 }
