@@ -24,6 +24,23 @@ struct PlaneArgs {
     int64_t H, W, R, S;
 };
 
+// LeNet-5's C1 .. S4 for eight images at once (KernelTable::convs8): the parameters, with
+// S2's and S4's coefficients as the layers apply them (the mean's 0.25 included), and C3's
+// kernels seen from its outputs: output map k sums over its c3n[k] input maps c3c[k][j]
+// (ascending), with kernel c3w[k][j] (5,5).
+struct ConvsPlan8 {
+    const float* c1w;  // (6,5,5)
+    const float* c1b;  // (6,)
+    const float* coef2;
+    const float* bias2;  // (6,) each
+    int c3n[16];
+    int c3c[16][6];
+    const float* c3w[16][6];
+    const float* c3b;  // (16,)
+    const float* coef4;
+    const float* bias4;  // (16,) each
+};
+
 struct KernelTable {
     const char* name;
 
@@ -102,6 +119,14 @@ struct KernelTable {
     // gradient, dw = dy^T @ x, each sum over the images in order).
     void (*matmul)(float* y, const float* a, int64_t lda_n, int64_t lda_k, const float* b,
                    int64_t N, int64_t Kd, int64_t I);
+
+    // Images x (nb,32,32), nb <= 8, through C1, S2, C3, S4 and their squashings to the S4
+    // outputs h4 (nb,400) (row n: image n's (16,5,5)), the eight images in the eight lanes
+    // of a vector (lanes nb..7 compute zeros' outputs, never stored). Every element gets
+    // the multiply-adds, sums and squashing of the flat path (conv_acc_flat, subsample_plane,
+    // squash), in the same order, so the same bits: only which elements share a vector
+    // changes. Null in a table without it (scalar): the network runs image by image.
+    void (*convs8)(float* h4, const float* x, int64_t nb, const ConvsPlan8& plan);
 };
 
 namespace scalar {

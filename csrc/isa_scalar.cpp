@@ -180,7 +180,7 @@ const KernelTable kTable = {
     "scalar",      conv_plane,      conv_dw_plane,   linear_rows,
     axpy,          axpy_diff,       subsample_plane, subsample_backward_plane,
     squash,        squash_backward, rbf_rows,        outer_update,
-    conv_acc_flat, conv_dw_flat,    matmul,
+    conv_acc_flat, conv_dw_flat,    matmul,          nullptr,
 };
 
 }  // namespace scalar

@@ -49,6 +49,10 @@ constexpr int64_t kPad3 = kS3 + 2 * (kK - 1), kPadPlane3 = kPad3 * kPad3;     //
 constexpr int64_t kFlatB3 = kS2 * kPad3, kFlatLB3 = (kS2 - 1) * kPad3 + kS2;  // 252, 248
 
 constexpr int64_t kBlock = 8;                // images per block of C5, F6 and the RBF
+// From this many images a block runs C1 .. S4 in lanes (KernelTable::convs8, eight images
+// per vector whatever the block's size) rather than image by image: a block of 8 in lanes
+// costs about what LANES_MIN images cost one at a time (bench/bench_kernels.py).
+constexpr int64_t kLanesMin = 5;
 constexpr int64_t kImageCost = 328096;       // multiply-adds of one forward pass
 constexpr int64_t kImageTrainCost = 865848;  // forward and backward
 
@@ -132,6 +136,7 @@ struct Plan {
     int bn[kM3] = {};
     int bc[kM3][kM1];
     const float* bw[kM3][kM1];
+    ConvsPlan8 lanes{};  // for KernelTable::convs8
     int64_t T = 0;
     float coef2[kM1], coef4[kM3];
     float rot[kMaxPairs * kKK];  // C3's kernels rotated by 180 degrees (training only: the
@@ -147,10 +152,20 @@ struct Plan {
                     c3k[c][j] = static_cast<int>(k);
                     c3t[c][j] = static_cast<int>(T);
                     c3w[c][j] = p[kC3W] + T * kKK;
+                    lanes.c3c[k][bn[k]] = static_cast<int>(c);
+                    lanes.c3w[k][bn[k]] = p[kC3W] + T * kKK;
                     bc[k][bn[k]] = static_cast<int>(c);
                     bw[k][bn[k]++] = rot + T * kKK;
                     ++T;
                 }
+        for (int64_t k = 0; k < kM3; ++k) lanes.c3n[k] = bn[k];
+        lanes.c1w = p[kC1W];
+        lanes.c1b = p[kC1B];
+        lanes.bias2 = p[kS2Bias];
+        lanes.c3b = p[kC3B];
+        lanes.bias4 = p[kS4Bias];
+        lanes.coef2 = coef2;
+        lanes.coef4 = coef4;
         refresh(p, subsample_mean, backward);
     }
     Plan(const Plan&) = delete;  // bw points into rot
@@ -253,8 +268,12 @@ void forward_block(float* y, const float* const* p, const float* x, int64_t nb, 
     float* h4 = b1 + kFwdB1;
     float* h5 = h4 + kBlock * kN4;
     float* h6 = h5 + kBlock * kC5;
-    for (int64_t n = 0; n < nb; ++n)
-        forward_convs({fl, b0, b1, fl, b0, h4 + n * kN4}, p, x + n * kIn * kIn, plan, kt);
+    if (kt.convs8 != nullptr && nb >= kLanesMin) {
+        kt.convs8(h4, x, nb, plan.lanes);
+    } else {
+        for (int64_t n = 0; n < nb; ++n)
+            forward_convs({fl, b0, b1, fl, b0, h4 + n * kN4}, p, x + n * kIn * kIn, plan, kt);
+    }
     forward_head(y, h5, h6, h4, p, nb, kt);
 }
 

@@ -47,7 +47,9 @@ def call(m: LeNet5, x: np.ndarray) -> np.ndarray:
 
 
 @pytest.mark.parametrize("config", CONFIGS, ids=cid)
-@pytest.mark.parametrize("n", [0, 1, 3, 64])
+# 5, 8, 12, 64: blocks of 8 images, and a last block of 5 (C1 .. S4 in lanes, KernelTable::convs8)
+# and of 4 (image by image)
+@pytest.mark.parametrize("n", [0, 1, 3, 5, 8, 12, 13, 64])
 def test_same_bits_as_the_layer_by_layer_kernels(isa, config, n):
     m, x = model(config), inputs(n)
     want = m._forward(x)[0]

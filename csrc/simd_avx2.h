@@ -1,0 +1,66 @@
+// The AVX2+FMA building blocks that the AVX2 files share (isa_avx2.cpp, lanes_avx2.cpp):
+// include it from files compiled with -mavx2 -mfma only. Everything is in an unnamed
+// namespace inside lenet_fast::avx2, so each of those files has its own copy and no AVX2
+// code reaches the baseline files through an inline function (tests/system/test_build.py).
+#pragma once
+
+#include <immintrin.h>
+
+#include <cstdint>
+
+#include "kernels.h"
+
+namespace lenet_fast {
+namespace avx2 {
+namespace {
+
+// mask with the first n (0..8) lanes set
+inline __m256i tail_mask(int64_t n) {
+    alignas(32) static const int32_t m[16] = {-1, -1, -1, -1, -1, -1, -1, -1,
+                                              0,  0,  0,  0,  0,  0,  0,  0};
+    return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(m + 8 - n));
+}
+
+inline float hsum(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+// ---- scaled tanh -----------------------------------------------------------------------
+// tanh as a [13/6] rational function of x on [-7.9053, 7.9053] (the coefficients Eigen
+// uses for float tanh), x itself below 4e-4, +-1 beyond the clamp. Max error against
+// float64 tanh is a few float32 ulp (tests/test_kernels.py). min/max take the input as the
+// second operand so that NaN propagates.
+inline __m256 tanh8(__m256 a) {
+    const __m256 clamp = _mm256_set1_ps(7.90531110763549805f);
+    const __m256 x =
+        _mm256_max_ps(_mm256_sub_ps(_mm256_setzero_ps(), clamp), _mm256_min_ps(clamp, a));
+    const __m256 absx = _mm256_andnot_ps(_mm256_set1_ps(-0.0f), a);
+    const __m256 tiny = _mm256_cmp_ps(absx, _mm256_set1_ps(0.0004f), _CMP_LT_OQ);
+    const __m256 x2 = _mm256_mul_ps(x, x);
+    __m256 p = _mm256_fmadd_ps(x2, _mm256_set1_ps(-2.76076847742355e-16f),
+                               _mm256_set1_ps(2.00018790482477e-13f));
+    p = _mm256_fmadd_ps(x2, p, _mm256_set1_ps(-8.60467152213735e-11f));
+    p = _mm256_fmadd_ps(x2, p, _mm256_set1_ps(5.12229709037114e-08f));
+    p = _mm256_fmadd_ps(x2, p, _mm256_set1_ps(1.48572235717979e-05f));
+    p = _mm256_fmadd_ps(x2, p, _mm256_set1_ps(6.37261928875436e-04f));
+    p = _mm256_fmadd_ps(x2, p, _mm256_set1_ps(4.89352455891786e-03f));
+    p = _mm256_mul_ps(x, p);
+    __m256 q = _mm256_fmadd_ps(x2, _mm256_set1_ps(1.19825839466702e-06f),
+                               _mm256_set1_ps(1.18534705686654e-04f));
+    q = _mm256_fmadd_ps(x2, q, _mm256_set1_ps(2.26843463243900e-03f));
+    q = _mm256_fmadd_ps(x2, q, _mm256_set1_ps(4.89352518554385e-03f));
+    return _mm256_blendv_ps(_mm256_div_ps(p, q), x, tiny);
+}
+
+// A tanh(S a), lane by lane: what squash() computes for every element.
+inline __m256 squash8(__m256 a) {
+    return _mm256_mul_ps(_mm256_set1_ps(kSquashA),
+                         tanh8(_mm256_mul_ps(_mm256_set1_ps(kSquashS), a)));
+}
+
+}  // namespace
+}  // namespace avx2
+}  // namespace lenet_fast
