@@ -113,6 +113,19 @@ struct KernelTable {
     void (*conv_dw_flat)(float* const* dw, const float* const* dy, int64_t K, const float* x,
                          int64_t W, int64_t L, int64_t R, int64_t S);
 
+    // conv_acc_flat over an input whose rows outside [z0, z1] are zero, row by row, with
+    // the taps on those rows left out (C3's input gradient: the output gradient zero-padded
+    // by 4, 30% of whose row-taps are zeros). For output rows p < Ho of the K planes (row
+    // stride W) and columns j < Wo:
+    //   y[k][p*W + j] += sum over r in [max(0, z0-p), min(R-1, z1-p)], then s < S ascending,
+    //                    of w[k][r*S+s] * x[(p+r)*W + j + s].
+    // Columns Wo .. 16 of a row may be written too (junk; W >= 16), and x is read up to
+    // column 15 + S - 1 of the rows read. S = 5, Wo <= 16. Per element the same products
+    // in the same order as conv_acc_flat, less those with a zero row of x.
+    void (*conv_acc_rows)(float* const* y, const float* const* w, int64_t K, const float* x,
+                          int64_t W, int64_t Ho, int64_t Wo, int64_t R, int64_t S, int64_t z0,
+                          int64_t z1);
+
     // y[n][i] = sum over k < Kd ascending of a[n*lda_n + k*lda_k] * b[k*I + i], for n < N,
     // i < I (overwritten). lda_n = Kd, lda_k = 1: y = a @ b (the input gradient of a full
     // connection, dx = dy @ w); lda_n = 1, lda_k = O: y = a^T @ b over the batch (its weight

@@ -8,6 +8,7 @@
 // kernels finish with the scalar loop. FMA only through intrinsics; no fast-math.
 #include <immintrin.h>
 
+#include <algorithm>
 #include <cmath>
 
 #include "isa.h"
@@ -483,7 +484,8 @@ inline void dw_flat_block(float* const* dw, const float* const* dy, const float*
         __m256 g[KB];
         for (int k = 0; k < KB; ++k) g[k] = _mm256_loadu_ps(dy[k] + f);
         for (int s = 0; s < NS; ++s) {
-            const __m256 xv = _mm256_loadu_ps(xr + f + s);
+            __m256 xv = _mm256_loadu_ps(xr + f + s);
+            in_register(xv);
             for (int k = 0; k < KB; ++k) acc[k][s] = _mm256_fmadd_ps(g[k], xv, acc[k][s]);
         }
     }
@@ -517,6 +519,49 @@ void conv_dw_flat(float* const* dw, const float* const* dy, int64_t K, const flo
     int64_t k = 0;
     for (; k + 2 <= K; k += 2) dw_flat_kernels<2>(dw + k, dy + k, x, W, L, R, S);
     if (k < K) dw_flat_kernels<1>(dw + k, dy + k, x, W, L, R, S);
+}
+
+// ---- convolution over an input with zero rows, flat layout ----------------------------
+// KB planes by the two vectors of one output row: 2*KB accumulators (at most 12, with the two
+// input vectors and a broadcast weight, 15 ymm). Per tap of a row that is not zero: 2 loads
+// of x and KB broadcasts feed 2*KB FMAs.
+template <int KB>
+void acc_rows_block(float* const* y, const float* const* w, const float* x, int64_t W, int64_t Ho,
+                    int64_t R, int64_t z0, int64_t z1) {
+    constexpr int S = 5;
+    for (int64_t p = 0; p < Ho; ++p) {
+        const int64_t lo = std::max<int64_t>(0, z0 - p), hi = std::min<int64_t>(R - 1, z1 - p);
+        __m256 acc[KB][2];
+        for (int k = 0; k < KB; ++k)
+            for (int v = 0; v < 2; ++v) acc[k][v] = _mm256_loadu_ps(y[k] + p * W + 8 * v);
+        for (int64_t r = lo; r <= hi; ++r) {
+            const float* xr = x + (p + r) * W;
+            for (int s = 0; s < S; ++s) {
+                const __m256 x0 = _mm256_loadu_ps(xr + s), x1 = _mm256_loadu_ps(xr + s + 8);
+                for (int k = 0; k < KB; ++k) {
+                    const __m256 wv = _mm256_broadcast_ss(w[k] + r * S + s);
+                    acc[k][0] = _mm256_fmadd_ps(wv, x0, acc[k][0]);
+                    acc[k][1] = _mm256_fmadd_ps(wv, x1, acc[k][1]);
+                }
+            }
+        }
+        for (int k = 0; k < KB; ++k)
+            for (int v = 0; v < 2; ++v) _mm256_storeu_ps(y[k] + p * W + 8 * v, acc[k][v]);
+    }
+}
+
+void conv_acc_rows(float* const* y, const float* const* w, int64_t K, const float* x, int64_t W,
+                   int64_t Ho, int64_t /*Wo*/, int64_t R, int64_t /*S*/, int64_t z0, int64_t z1) {
+    for (int64_t k = 0; k < K; k += 6) {
+        switch (std::min<int64_t>(6, K - k)) {
+            case 6: acc_rows_block<6>(y + k, w + k, x, W, Ho, R, z0, z1); break;
+            case 5: acc_rows_block<5>(y + k, w + k, x, W, Ho, R, z0, z1); break;
+            case 4: acc_rows_block<4>(y + k, w + k, x, W, Ho, R, z0, z1); break;
+            case 3: acc_rows_block<3>(y + k, w + k, x, W, Ho, R, z0, z1); break;
+            case 2: acc_rows_block<2>(y + k, w + k, x, W, Ho, R, z0, z1); break;
+            default: acc_rows_block<1>(y + k, w + k, x, W, Ho, R, z0, z1); break;
+        }
+    }
 }
 
 // ---- small matrix products (the full connections' backward, network.cpp) --------------
@@ -590,7 +635,8 @@ const KernelTable kTable = {
     "avx2",        conv_plane,      conv_dw_plane,   linear_rows,
     axpy,          axpy_diff,       subsample_plane, subsample_backward_plane,
     squash,        squash_backward, rbf_rows,        outer_update,
-    conv_acc_flat, conv_dw_flat,    matmul,          convs8,
+    conv_acc_flat, conv_dw_flat,    conv_acc_rows,   matmul,
+    convs8,
 };
 
 }  // namespace avx2

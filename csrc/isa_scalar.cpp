@@ -1,6 +1,7 @@
 // Portable scalar micro-kernels: plain loops a reader can check against the maths.
 // They are the fallback on every CPU (x86 without AVX2, ARM, ...) and the behaviour the
 // SIMD files must reproduce. Compiled with the baseline flags only.
+#include <algorithm>
 #include <cmath>
 
 #include "isa.h"
@@ -161,6 +162,21 @@ void conv_dw_flat(float* const* dw, const float* const* dy, int64_t K, const flo
             }
 }
 
+void conv_acc_rows(float* const* y, const float* const* w, int64_t K, const float* x, int64_t W,
+                   int64_t Ho, int64_t Wo, int64_t R, int64_t S, int64_t z0, int64_t z1) {
+    for (int64_t k = 0; k < K; ++k)
+        for (int64_t p = 0; p < Ho; ++p) {
+            const int64_t lo = std::max<int64_t>(0, z0 - p), hi = std::min<int64_t>(R - 1, z1 - p);
+            float* yp = y[k] + p * W;
+            for (int64_t r = lo; r <= hi; ++r)
+                for (int64_t s = 0; s < S; ++s) {
+                    const float wv = w[k][r * S + s];
+                    const float* xr = x + (p + r) * W + s;
+                    for (int64_t j = 0; j < Wo; ++j) yp[j] += wv * xr[j];
+                }
+        }
+}
+
 void matmul(float* y, const float* a, int64_t lda_n, int64_t lda_k, const float* b, int64_t N,
             int64_t Kd, int64_t I) {
     for (int64_t n = 0; n < N; ++n) {
@@ -180,7 +196,8 @@ const KernelTable kTable = {
     "scalar",      conv_plane,      conv_dw_plane,   linear_rows,
     axpy,          axpy_diff,       subsample_plane, subsample_backward_plane,
     squash,        squash_backward, rbf_rows,        outer_update,
-    conv_acc_flat, conv_dw_flat,    matmul,          nullptr,
+    conv_acc_flat, conv_dw_flat,    conv_acc_rows,   matmul,
+    nullptr,
 };
 
 }  // namespace scalar

@@ -46,7 +46,7 @@ constexpr int64_t kFlat3 = kS3 * kS2, kFlatL3 = (kS3 - 1) * kS2 + kS3;  // 140, 
 // C3's input gradient: dy zero-padded by 4 on every side (18x18), dx on flat planes of
 // row stride 18.
 constexpr int64_t kPad3 = kS3 + 2 * (kK - 1), kPadPlane3 = kPad3 * kPad3;     // 18, 324
-constexpr int64_t kFlatB3 = kS2 * kPad3, kFlatLB3 = (kS2 - 1) * kPad3 + kS2;  // 252, 248
+constexpr int64_t kFlatB3 = kS2 * kPad3;  // 252
 
 constexpr int64_t kBlock = 8;                // images per block of C5, F6 and the RBF
 // From this many images a block runs C1 .. S4 in lanes (KernelTable::convs8, eight images
@@ -403,12 +403,13 @@ void backward_convs(double* part, const float* dh4, const float* xi, const float
     }
     double* pw = part + kPC3W;
     for (int64_t q = 0; q < plan.T * kKK; ++q) pw[q] += w.dw[q];
-    // C3's input gradient: the padded output gradient through the rotated kernels
+    // C3's input gradient: the padded output gradient through the rotated kernels, over
+    // its non-zero rows (padded rows 4 .. 13) only
     std::fill(w.dh2f, w.dh2f + kM1 * kFlatB3, 0.0f);
     for (int64_t k = 0; k < kM3; ++k) {
         for (int j = 0; j < plan.bn[k]; ++j) planes[j] = w.dh2f + plan.bc[k][j] * kFlatB3;
-        kt.conv_acc_flat(planes, plan.bw[k], plan.bn[k], w.dy3p + k * kPadPlane3, kPad3, kFlatLB3,
-                         kK, kK, nullptr);
+        kt.conv_acc_rows(planes, plan.bw[k], plan.bn[k], w.dy3p + k * kPadPlane3, kPad3, kS2, kS2,
+                         kK, kK, kK - 1, kK - 1 + kS3 - 1);
     }
     // S2: da2 onto (14,16) planes (zero junk), then back onto C1's flat planes
     for (int64_t c = 0; c < kM1; ++c) {

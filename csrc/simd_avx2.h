@@ -21,6 +21,17 @@ inline __m256i tail_mask(int64_t n) {
     return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(m + 8 - n));
 }
 
+// Keeps v in a register: without it gcc folds a vector that several FMAs use into each of
+// them as a memory operand, loading it once per FMA (dw_flat_block: 12 loads per 10 FMAs,
+// a third of them split across cache lines, instead of 7).
+inline void in_register(__m256& v) {
+#if defined(__GNUC__) || defined(__clang__)
+    __asm__("" : "+x"(v));
+#else
+    (void)v;
+#endif
+}
+
 inline float hsum(__m256 v) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
     s = _mm_add_ps(s, _mm_movehl_ps(s, s));
