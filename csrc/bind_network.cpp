@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <initializer_list>
 #include <string>
 #include <vector>
 
@@ -249,13 +250,16 @@ py::tuple sdlm_pass_py(py::handle params_o, py::handle steps_o, py::handle centr
 // format theirs eagerly: ~15 us a call, as much as the network's arithmetic on one image):
 // obj is a float32, C-contiguous, aligned ndarray of shape `want` (want[0] < 0: any N).
 // Anything else goes through the full checks, which raise with their usual messages.
-bool fast_f32(py::handle obj, const Shape& want, std::vector<py::object>& keep, const float** data,
-              int64_t* n0) {
+bool fast_f32(py::handle obj, std::initializer_list<int64_t> want, std::vector<py::object>& keep,
+              const float** data, int64_t* n0) {
     if (!py::array_t<float>::check_(obj)) return false;
     auto a = py::reinterpret_borrow<py::array>(obj);
     if (a.ndim() != static_cast<py::ssize_t>(want.size())) return false;
-    for (size_t i = 0; i < want.size(); ++i)
-        if (want[i] >= 0 && a.shape(static_cast<py::ssize_t>(i)) != want[i]) return false;
+    py::ssize_t i = 0;
+    for (const int64_t w : want) {
+        if (w >= 0 && a.shape(i) != w) return false;
+        ++i;
+    }
     const int need =
         py::detail::npy_api::NPY_ARRAY_C_CONTIGUOUS_ | py::detail::npy_api::NPY_ARRAY_ALIGNED_;
     if ((a.flags() & need) != need) return false;
@@ -277,9 +281,25 @@ bool fast_forward_args(py::handle params_o, py::handle centres_o, py::handle x_o
     int64_t T = 0;
     for (int i = 0; i < 96; ++i) T += (table[i] = tb[i] ? 1 : 0);
     if (!PyDict_CheckExact(params_o.ptr()) || PyDict_Size(params_o.ptr()) != kRbfC) return false;
+    // the names as Python strings made once (interned: the dict's own keys hash alike),
+    // not a temporary string per name per call
+    static PyObject* const* const keys = [] {
+        static PyObject* k[kRbfC];
+        for (int q = 0; q < kRbfC; ++q) k[q] = PyUnicode_InternFromString(kNames[q]);
+        return k;
+    }();
     for (int q = 0; q < kRbfC; ++q) {
-        PyObject* a = PyDict_GetItemString(params_o.ptr(), kNames[q]);  // borrowed
-        if (a == nullptr || !fast_f32(a, param_shape(q, T), keep, &p[q], nullptr)) return false;
+        PyObject* a = keys[q] ? PyDict_GetItem(params_o.ptr(), keys[q]) : nullptr;  // borrowed
+        if (a == nullptr) return false;
+        bool ok = false;
+        switch (q) {
+            case kC1W: ok = fast_f32(a, {6, 1, 5, 5}, keep, &p[q], nullptr); break;
+            case kC3W: ok = fast_f32(a, {T, 5, 5}, keep, &p[q], nullptr); break;
+            case kC5W: ok = fast_f32(a, {120, 16, 5, 5}, keep, &p[q], nullptr); break;
+            case kF6W: ok = fast_f32(a, {84, 120}, keep, &p[q], nullptr); break;
+            default: ok = fast_f32(a, {lenet_param_size(q, T)}, keep, &p[q], nullptr); break;
+        }
+        if (!ok) return false;
     }
     return fast_f32(centres_o, {10, 84}, keep, &p[kRbfC], nullptr) &&
            fast_f32(x_o, {-1, 1, 32, 32}, keep, x, N);

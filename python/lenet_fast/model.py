@@ -208,8 +208,9 @@ class LeNet5:
 
     @property
     def _fixed_centres(self) -> Array | None:
-        """The fixed centres for the fused network, None when they are a parameter."""
-        return None if RBF_PARAM in self.params else self.codes.astype(self.dtype)
+        """The fixed centres for the fused network, None when they are a parameter: ``codes``
+        itself (the C++ only reads it), not a copy per call."""
+        return None if RBF_PARAM in self.params else np.asarray(self.codes, dtype=self.dtype)
 
     @property
     def dtype(self) -> np.dtype:

@@ -63,8 +63,10 @@ def forward(
 
     The same kernels in the same order as the per-layer path (:mod:`lenet_fast.kernels`),
     so the same bits, image by image."""
-    c, _ = _centres(params, centres)
-    return _core.network_forward(_layers(params), c, x, tables.C3_TABLE, options["subsample"])
+    c, trained = _centres(params, centres)
+    # without trainable centres params is the layers' dict already: no copy per call
+    layers = _layers(params) if trained or not isinstance(params, dict) else params
+    return _core.network_forward(layers, c, x, tables.C3_TABLE, options["subsample"])
 
 
 def gradients(
