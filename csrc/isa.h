@@ -39,7 +39,19 @@ struct ConvsPlan8 {
     const float* c3b;  // (16,)
     const float* coef4;
     const float* bias4;  // (16,) each
+    // training only (train8_backward): C3 seen from its inputs (input map c feeds the
+    // in_n[c] output maps in_k[c][j], ascending, through kernel number in_t[c][j]), and
+    // where each gradient goes in the block's partial sums (network.cpp's Partial)
+    int in_n[6];
+    int in_k[6][16];
+    int in_t[6][16];
+    const float* c3w0;  // C3's first kernel: c3w[k][j] - c3w0 = 25 x its kernel number
+    int64_t part_c1w, part_c1b, part_s2c, part_s2b, part_c3w, part_c3b, part_s4c, part_s4b;
 };
+
+// What train8_forward keeps for train8_backward, in floats (32-byte aligned): the input and
+// the squashed outputs of C1, S2, C3 and S4 of eight images, one vector per value.
+constexpr int64_t kTrain8Floats = 8 * (1024 + 4704 + 1176 + 1600 + 400);
 
 struct KernelTable {
     const char* name;
@@ -140,6 +152,15 @@ struct KernelTable {
     // squash), in the same order, so the same bits: only which elements share a vector
     // changes. Null in a table without it (scalar): the network runs image by image.
     void (*convs8)(float* h4, const float* x, int64_t nb, const ConvsPlan8& plan);
+
+    // Training on a block of nb <= 8 images in lanes. train8_forward: convs8, keeping the
+    // activations in ws (kTrain8Floats). train8_backward: from the S4 outputs' gradients dh4
+    // (nb,400), the gradients of C1 .. S4 of each image (summed in float within the image,
+    // over its positions), added to part (double) image by image, in image order.
+    void (*train8_forward)(float* h4, const float* x, int64_t nb, const ConvsPlan8& plan,
+                           float* ws);
+    void (*train8_backward)(double* part, const float* dh4, int64_t nb, const ConvsPlan8& plan,
+                            float* ws);
 };
 
 namespace scalar {

@@ -630,13 +630,16 @@ void matmul(float* y, const float* a, int64_t lda_n, int64_t lda_k, const float*
 
 // lanes_avx2.cpp
 void convs8(float* h4, const float* x, int64_t nb, const ConvsPlan8& plan);
+void train8_forward(float* h4, const float* x, int64_t nb, const ConvsPlan8& plan, float* ws);
+void train8_backward(double* part, const float* dh4, int64_t nb, const ConvsPlan8& plan,
+                     float* ws);
 
 const KernelTable kTable = {
     "avx2",        conv_plane,      conv_dw_plane,   linear_rows,
     axpy,          axpy_diff,       subsample_plane, subsample_backward_plane,
     squash,        squash_backward, rbf_rows,        outer_update,
     conv_acc_flat, conv_dw_flat,    conv_acc_rows,   matmul,
-    convs8,
+    convs8,        train8_forward,  train8_backward,
 };
 
 }  // namespace avx2

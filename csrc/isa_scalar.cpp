@@ -197,7 +197,7 @@ const KernelTable kTable = {
     axpy,          axpy_diff,       subsample_plane, subsample_backward_plane,
     squash,        squash_backward, rbf_rows,        outer_update,
     conv_acc_flat, conv_dw_flat,    conv_acc_rows,   matmul,
-    nullptr,
+    nullptr,       nullptr,         nullptr,
 };
 
 }  // namespace scalar

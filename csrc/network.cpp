@@ -18,6 +18,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <vector>
 
 #include "backprop.h"
@@ -122,6 +123,21 @@ double sum_floats(const float* a, int64_t n) {
     return ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7)) + tail;
 }
 
+// The gradients of the parameters up to S4 (1,716 + 25 T numbers, 3% of the model) are
+// summed per block of images in double ("partials"); those of C5, F6 and the centres are
+// products over the whole batch of per-image rows kept in a Batch.
+enum Partial : int64_t {
+    kPC1W = 0,
+    kPC1B = kPC1W + kM1 * kKK,
+    kPS2C = kPC1B + kM1,
+    kPS2B = kPS2C + kM1,
+    kPC3B = kPS2B + kM1,
+    kPS4C = kPC3B + kM3,
+    kPS4B = kPS4C + kM3,
+    kPC3W = kPS4B + kM3
+};
+int64_t partial_size(int64_t T) { return kPC3W + T * kKK; }
+
 // What every image of one call shares: the kernels of C1; C3's connections seen from its
 // inputs (for input c, the output maps k ascending, their kernels and kernel numbers: the
 // order in which each output map meets its pairs in conv_plane) and from its outputs (for
@@ -159,6 +175,22 @@ struct Plan {
                     ++T;
                 }
         for (int64_t k = 0; k < kM3; ++k) lanes.c3n[k] = bn[k];
+        for (int64_t c = 0; c < kM1; ++c) {
+            lanes.in_n[c] = c3n[c];
+            for (int j = 0; j < c3n[c]; ++j) {
+                lanes.in_k[c][j] = c3k[c][j];
+                lanes.in_t[c][j] = c3t[c][j];
+            }
+        }
+        lanes.c3w0 = p[kC3W];
+        lanes.part_c1w = kPC1W;
+        lanes.part_c1b = kPC1B;
+        lanes.part_s2c = kPS2C;
+        lanes.part_s2b = kPS2B;
+        lanes.part_c3w = kPC3W;
+        lanes.part_c3b = kPC3B;
+        lanes.part_s4c = kPS4C;
+        lanes.part_s4b = kPS4B;
         lanes.c1w = p[kC1W];
         lanes.c1b = p[kC1B];
         lanes.bias2 = p[kS2Bias];
@@ -277,22 +309,9 @@ void forward_block(float* y, const float* const* p, const float* x, int64_t nb, 
     forward_head(y, h5, h6, h4, p, nb, kt);
 }
 
-// ---- training ----------------------------------------------------------------------------
-// The gradients of the parameters up to S4 (1,716 + 25 T numbers, 3% of the model) are
-// summed per block of images in double ("partials"); those of C5, F6 and the centres are
-// products over the whole batch of per-image rows kept in a Batch.
-enum Partial : int64_t {
-    kPC1W = 0,
-    kPC1B = kPC1W + kM1 * kKK,
-    kPS2C = kPC1B + kM1,
-    kPS2B = kPS2C + kM1,
-    kPC3B = kPS2B + kM1,
-    kPS4C = kPC3B + kM3,
-    kPS4B = kPS4C + kM3,
-    kPC3W = kPS4B + kM3
-};
-int64_t partial_size(int64_t T) { return kPC3W + T * kKK; }
 
+
+// ---- training ----------------------------------------------------------------------------
 // Per-image rows of the whole batch (row n of each array belongs to image n).
 struct Batch {
     float* h4;        // (N,400)  S4 output = C5 input
@@ -366,6 +385,15 @@ struct TrainWs {
 TrainWs train_workspace() {
     thread_local std::vector<float> mem;
     return TrainWs(mem);
+}
+
+// Per thread: KernelTable::train8_forward's activations, kept for train8_backward (285 KB),
+// 32-byte aligned.
+float* lanes_workspace() {
+    thread_local std::vector<float> mem;
+    if (mem.empty()) mem.assign(static_cast<size_t>(kTrain8Floats + 8), 0.0f);
+    const auto at = reinterpret_cast<uintptr_t>(mem.data()) % 32;
+    return mem.data() + (at ? (32 - at) / sizeof(float) : 0);
 }
 
 // One image's backward pass from dh4 (400) down to C1, adding its gradients to part.
@@ -448,9 +476,16 @@ void train_block(const Batch& B, int64_t b, int64_t n0, int64_t nb, int64_t N,
     float* gy = B.gy + n0 * kOut;
     float* y = B.y + n0 * kOut;
     const float* xb = x + n0 * kIn * kIn;
-    for (int64_t n = 0; n < nb; ++n)
-        forward_convs({w.h1 + n * H1, w.s2, w.h2 + n * H2, w.c3, w.h3 + n * H3, h4 + n * kN4}, p,
-                      xb + n * kIn * kIn, plan, kt);
+    // C1 .. S4 in lanes (KernelTable::train8_forward/backward) for the blocks the inference
+    // would run in lanes; image by image otherwise (the SDLM pass's single patterns)
+    float* lanes = kt.train8_forward != nullptr && nb >= kLanesMin ? lanes_workspace() : nullptr;
+    if (lanes != nullptr) {
+        kt.train8_forward(h4, xb, nb, plan.lanes, lanes);
+    } else {
+        for (int64_t n = 0; n < nb; ++n)
+            forward_convs({w.h1 + n * H1, w.s2, w.h2 + n * H2, w.c3, w.h3 + n * H3, h4 + n * kN4},
+                          p, xb + n * kIn * kIn, plan, kt);
+    }
     forward_head(y, h5, h6, h4, p, nb, kt);
     double loss = 0.0;
     int64_t errors = 0;
@@ -470,6 +505,7 @@ void train_block(const Batch& B, int64_t b, int64_t n0, int64_t nb, int64_t N,
     kt.matmul(w.dh4, da5, kC5, 1, p[kC5W], nb, kC5, kN4);
     double* part = B.part + b * partial_size(plan.T);
     std::fill(part, part + partial_size(plan.T), 0.0);
+    if (lanes != nullptr) return kt.train8_backward(part, w.dh4, nb, plan.lanes, lanes);
     for (int64_t n = 0; n < nb; ++n)
         backward_convs(part, w.dh4 + n * kN4, xb + n * kIn * kIn, w.h1 + n * H1, w.h2 + n * H2,
                        w.h3 + n * H3, h4 + n * kN4, plan, kt, w);
