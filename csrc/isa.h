@@ -140,7 +140,18 @@ struct KernelTable {
     // squash), in the same order, so the same bits: only which elements share a vector
     // changes. Null in a table without it (scalar): the network runs image by image.
     void (*convs8)(float* h4, const float* x, int64_t nb, const ConvsPlan8& plan);
+
+    // Not a kernel of the network: the probe of the FMA peak (peak.cpp times it). Runs
+    // `rounds` rounds of kFmaChains independent chains a = a * m + c, one multiply-add per
+    // lane of each chain and round, and writes the sum of the chains to *sink, so that no
+    // chain can be dropped. Returns the multiply-adds done.
+    int64_t (*fma_chains)(int64_t rounds, double* sink);
 };
+
+// Independent multiply-add chains of the FMA probe: a chain waits on its own result (the
+// FMA latency, 4-5 cycles on current x86 cores), and two FMA pipes need about twice that
+// many chains in flight to stay busy; 12 covers both and still fits in 16 registers.
+constexpr int kFmaChains = 12;
 
 namespace scalar {
 extern const KernelTable kTable;
