@@ -27,6 +27,12 @@ def compile_config(threads: int) -> dict[str, Any]:
     }
 
 
+def _shown(value: Any) -> str:
+    """A property's value as the config writes it (an element type as ``f32``)."""
+    name = getattr(value, "get_type_name", None)
+    return str(name() if callable(name) else value)
+
+
 class OpenVINO(Impl):
     key = "openvino"
     requires = ("openvino", "onnx")
@@ -50,7 +56,7 @@ class OpenVINO(Impl):
         # the properties as the plugin took them, read back from a first compilation
         cm, _ = self.compile(1, 1)
         took = ", ".join(
-            f"{k} {cm.get_property(k)}"
+            f"{k} {_shown(cm.get_property(k))}"
             for k in ("INFERENCE_PRECISION_HINT", "NUM_STREAMS", "ENABLE_CPU_PINNING")
         )
         self.note = (
@@ -72,11 +78,11 @@ class OpenVINO(Impl):
             m.reshape({"x": [batch, 1, 32, 32]})
             cm = self.core.compile_model(m, "CPU", compile_config(n))
             if cm.get_property("INFERENCE_PRECISION_HINT") != self.ov.Type.f32:
-                raise RuntimeError(
-                    f"compiled for {cm.get_property('INFERENCE_PRECISION_HINT')}, not f32"
-                )
+                got = _shown(cm.get_property("INFERENCE_PRECISION_HINT"))
+                raise RuntimeError(f"the plugin compiled for {got}, not f32")
             if cm.get_property("INFERENCE_NUM_THREADS") != n:
-                raise RuntimeError(f"compiled for {cm.get_property('INFERENCE_NUM_THREADS')} threads, not {n}")
+                got = cm.get_property("INFERENCE_NUM_THREADS")
+                raise RuntimeError(f"the plugin compiled for {got} threads, not {n}")
             self.compiled[(n, batch)] = (cm, cm.create_infer_request())
         return self.compiled[(n, batch)]
 
