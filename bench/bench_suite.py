@@ -1,14 +1,16 @@
 #!/usr/bin/env python
 """The LeNet-5 benchmark suite: lenet_fast against the NumPy reference, PyTorch (eager and
-torch.compile) and ONNX Runtime, the same network with the same weights, for inference and
-for a training step, at several batch sizes and thread counts.
+torch.compile), ONNX Runtime, LiteRT and OpenVINO, the same network with the same weights,
+for inference and for a training step, at several batch sizes and thread counts.
 
 Every implementation is validated against ``lenet_fast.reference`` in float64 before it is
 timed; a lenet_fast (or reference) disagreement stops the run (exit 1, nothing reported), a
 peer that disagrees or fails is reported as failed and not timed. Each implementation runs in
-a child process of its own (this script again, with ``--worker KEY``), lenet_fast first, so
-no other library's thread pool exists while one is timed; ``--in-process`` runs them all
-here. The report goes to stdout (markdown), the results to ``--json`` (default
+a child process of its own (this script again, with ``--worker KEY``), lenet_fast's started
+first, so no other library's thread pool exists in the process being timed; the processes
+stay alive and take turns in rounds (harness/rounds.py), so a change of load touches all
+alike. ``--in-process`` runs them all here, in the same rounds. The FMA peak of "% of FMA
+peak" is measured at the start (``--peak-gmacs`` overrides it). The report goes to stdout (markdown), the results to ``--json`` (default
 bench/results/suite.json; ``--quick`` writes JSON only when ``--json`` is given).
 
 Usage::
@@ -25,37 +27,41 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import lenet_fast
-from harness import suite
+from harness import rounds, suite
 from harness.facts import machine_facts
 from harness.impls import KEYS, LABELS
 from harness.output import default_json, write_json
 from harness.threads import BlasThreads
 from harness.worker import (
+    WorkerProcess,
     merge_parts,
     new_part,
     process_facts,
-    run_worker_process,
+    protocol_channel,
+    serve,
     worker_command,
-    write_part,
 )
+
+#: the rounds of a full run and of --quick, and the seconds of each implementation's turn
+ROUNDS, ROUND_S = 9, 0.25
+QUICK_ROUNDS, QUICK_ROUND_S = 3, 0.02
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         description="Validate, then time, LeNet-5 inference and training in lenet_fast and its "
-        "peers (NumPy reference, PyTorch, ONNX Runtime)."
+        "peers (NumPy reference, PyTorch, ONNX Runtime, LiteRT, OpenVINO), in rounds."
     )
     p.add_argument(
         "--quick",
         action="store_true",
-        help="CI smoke run: small batches, 3 short runs, no torch.compile (still "
-        "validates); no JSON unless --json is given",
+        help=f"CI smoke run: small batches, {QUICK_ROUNDS} rounds of {QUICK_ROUND_S:g} s, no "
+        "torch.compile (still validates); no JSON unless --json is given",
     )
     p.add_argument(
         "--json",
@@ -75,11 +81,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "(lenet_fast always runs)",
     )
     p.add_argument(
+        "--rounds",
         "--repeats",
         type=int,
         default=None,
-        help="timed runs per measurement (default 7, 3 with --quick; the NumPy "
-        "reference gets at most 3)",
+        help="rounds: in each, every implementation is timed once per case, in turn "
+        f"(default {ROUNDS}, {QUICK_ROUNDS} with --quick; the NumPy reference takes part in "
+        f"the first {rounds.REFERENCE_ROUNDS} only). --repeats is its old name",
+    )
+    p.add_argument(
+        "--round-s",
+        type=float,
+        default=None,
+        help=f"seconds of back-to-back calls per implementation, case and round (default "
+        f"{ROUND_S:g}, {QUICK_ROUND_S:g} with --quick)",
     )
     p.add_argument("--isa", default=None, help="lenet_fast ISA (default: the one chosen at import)")
     p.add_argument(
@@ -104,26 +119,31 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--peak-gmacs",
         type=float,
-        default=suite.PEAK_GMACS_PER_CORE,
-        help=f"fp32 FMA peak per core in G multiply-adds/s (default {suite.PEAK_GMACS_PER_CORE:g})",
+        default=None,
+        metavar="G",
+        help="fp32 FMA peak per core in G multiply-adds/s for the '%% of FMA peak' column "
+        "(default: measured at the start, lenet_fast._core.fma_peak on this CPU's best ISA)",
     )
     p.add_argument(
         "--in-process",
         action="store_true",
-        help="time every implementation in this one process (their thread pools "
-        "then live side by side). Default: each in a child process of its own",
+        help="time every implementation in this one process, in the same rounds (their "
+        "thread pools then live side by side). Default: each in a child process of its own",
     )
     # internal: the child process of one implementation (see harness.worker)
     p.add_argument("--worker", choices=KEYS, help=argparse.SUPPRESS)
-    p.add_argument("--worker-out", metavar="PATH", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
-    if bool(args.worker) != bool(args.worker_out):
-        p.error("--worker and --worker-out go together")
-    if args.repeats is None:
-        args.repeats = 3 if args.quick else 7
-    if args.repeats < 1:
-        p.error("--repeats must be >= 1")
+    if args.rounds is None:
+        args.rounds = QUICK_ROUNDS if args.quick else ROUNDS
+    if args.rounds < 1:
+        p.error("--rounds must be >= 1")
+    if args.round_s is None:
+        args.round_s = QUICK_ROUND_S if args.quick else ROUND_S
+    if not (args.round_s > 0 and args.round_s < 60):
+        p.error(f"--round-s: expected seconds in (0, 60), got {args.round_s:g}")
+    if args.peak_gmacs is not None and not (0 < args.peak_gmacs < float("inf")):
+        p.error(f"--peak-gmacs: expected a finite G multiply-adds/s > 0, got {args.peak_gmacs:g}")
     spec = args.cases or (suite.QUICK_CASES if args.quick else suite.DEFAULT_CASES)
     try:
         args.cases = suite.parse_cases(spec)
@@ -141,10 +161,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error(f"--isa {args.isa!r}: not available here (available: {have})")
     if args.json is None and not args.quick and not args.worker:
         args.json = default_json("suite")
-    args.timing = {
-        "min_run_s": 0.002 if args.quick else 0.05,
-        "warmup_s": 0.005 if args.quick else 0.2,
-    }
+    args.timing = {"warmup_s": 0.005 if args.quick else 0.2}
     # patterns per timed call of the batch-1 training step
     args.block = (
         {"lenet_fast": 32, "torch": 8, "torch.compile": 8, "reference": 2}
@@ -155,8 +172,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def run_worker(args: argparse.Namespace) -> int:
-    """``--worker KEY``: validate and time KEY alone in this process; write its part to
-    ``--worker-out`` (exit 0 whenever the part is written, a disagreement included)."""
+    """``--worker KEY``: set up and validate KEY alone in this process, send the part to the
+    parent, then time rounds as it asks (harness.worker's protocol). Exit 0 whenever the
+    part was sent, a disagreement included."""
+    channel = protocol_channel()  # from here on, our stdout is stderr
     if args.isa:
         lenet_fast.set_isa(args.isa)
     if args.worker != "lenet_fast":
@@ -164,10 +183,57 @@ def run_worker(args: argparse.Namespace) -> int:
         # no OpenMP team of lenet_fast's exists (and spins) while the peer is timed
         lenet_fast.set_num_threads(1)
     model, x, labels, _ = suite.build_inputs(args)
-    part = suite.Run(args, model, x, labels, BlasThreads()).run([args.worker])
-    part["process"] = process_facts(lenet_fast.get_isa())
-    write_part(args.worker_out, part)
+    run = suite.Run(args, model, x, labels, BlasThreads())
+    part = run.prepare([args.worker])
+    key = args.worker
+
+    def bye() -> dict[str, Any]:
+        run.close()
+        return process_facts(lenet_fast.get_isa())
+
+    serve(
+        channel,
+        sys.stdin,
+        part,
+        lambda case: run.warm(key, case),
+        lambda case, seconds: run.time_round(key, case, seconds),
+        bye,
+    )
     return 0
+
+
+def start_workers(args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """One worker process per implementation, lenet_fast's first (if it, or the reference,
+    disagrees, nothing else need start), then the others at once (they validate side by
+    side; nothing is timed before every one is ready). Returns the parts and the workers
+    that are ready to be timed."""
+    script = str(Path(__file__).resolve())
+    parts: list[dict[str, Any]] = []
+    workers: dict[str, WorkerProcess] = {}
+
+    def start(keys: list[str]) -> bool:
+        started = {}
+        for key in keys:
+            if suite.skip_reason(args, key):
+                part = new_part()
+                part["status"][key] = suite.skip_reason(args, key)
+                parts.append(part)
+            else:
+                started[key] = WorkerProcess(worker_command(script, args.argv, key), key)
+        for key, w in started.items():
+            part = w.ready()
+            if part["crashed"] and key in suite.FATAL:
+                part["fatal"] = (
+                    f"error: {LABELS[key]}'s process failed, nothing is reported: {part['crashed']}"
+                )
+            parts.append(part)
+            if not part["crashed"] and not part["fatal"]:
+                workers[key] = w
+        return not any(p["fatal"] for p in parts)
+
+    if start(args.peers[:1]):
+        start(args.peers[1:])
+    return parts, workers
 
 
 def run(args: argparse.Namespace) -> int:
@@ -179,33 +245,55 @@ def run(args: argparse.Namespace) -> int:
     blas = BlasThreads()
     model, x, labels, data_source = suite.build_inputs(args)
     facts = machine_facts(threads=sorted({c.threads for c in args.cases}))
+    peak = suite.measure_peak(args)  # first: no worker exists yet
 
-    parts: list[dict[str, Any]] = []
+    local: suite.Run | None = None
+    players: dict[str, Any]
     if args.in_process:
-        parts.append(suite.Run(args, model, x, labels, blas).run(args.peers))
+        local = suite.Run(args, model, x, labels, blas)
+        parts = [local.prepare(args.peers)]
+        players = {k: suite.LocalPlayer(local, k) for k in parts[0]["plan"]}
     else:
-        script = str(Path(__file__).resolve())
-        # lenet_fast first: if it (or the reference) disagrees, nothing else need run
-        with tempfile.TemporaryDirectory(prefix="lenet_fast_suite_") as tmp:
-            for key in args.peers:
-                if suite.skip_reason(args, key):
-                    part = new_part()
-                    part["status"][key] = suite.skip_reason(args, key)
-                else:
-                    out = Path(tmp) / f"{key}.json"
-                    part = run_worker_process(worker_command(script, args.argv, key, out), key, out)
-                if part["crashed"] and key in suite.FATAL:
-                    part["fatal"] = (
-                        f"error: {LABELS[key]}'s process failed, nothing is "
-                        f"reported: {part['crashed']}"
-                    )
-                parts.append(part)
-                if part["fatal"]:
-                    break
-    for part in parts:
-        if part["fatal"]:
-            print(f"\n{part['fatal']}", file=sys.stderr)
-            return 1
+        parts, players = start_workers(args)
+    fatal = next((p["fatal"] for p in parts if p["fatal"]), None)
+    plan = {k: v for p in parts for k, v in p.get("plan", {}).items() if k in players}
+    outcome = None
+    if fatal is None:
+        print(
+            f"suite: {', '.join(players)} validated and ready after "
+            f"{time.perf_counter() - t_start:.1f} s; {args.rounds} rounds of {args.round_s:g} s",
+            file=sys.stderr,
+        )
+        try:
+            outcome = rounds.play(
+                players,
+                plan,
+                [c.key for c in args.cases],
+                args.rounds,
+                args.round_s,
+                max_rounds={"reference": rounds.REFERENCE_ROUNDS},
+                fatal=suite.FATAL,
+            )
+            print(
+                f"suite: rounds done after {time.perf_counter() - t_start:.1f} s", file=sys.stderr
+            )
+        except rounds.PlayerDied as e:
+            who = LABELS.get(e.key or "", e.key)
+            fatal = f"error: {who}'s process failed, nothing is reported: {e}"
+    # the workers quit (each reports its process facts), or the local implementations close
+    if local is not None:
+        local.close()
+    else:
+        for part in parts:
+            for key in part["status"]:
+                if key in players:
+                    part["process"] = players[key].close()
+    if fatal is not None:
+        print(f"\n{fatal}", file=sys.stderr)
+        return 1
+    assert outcome is not None
+    res = merge_parts(parts, facts)
+    rounds.collect(res, outcome, [c.key for c in args.cases], peak)
     extra = {
         "model": args.model or f"LeNet5(seed={args.seed}) at initialisation",
         "model_options": dict(model.options),
@@ -213,9 +301,7 @@ def run(args: argparse.Namespace) -> int:
         "blas_threads": blas.how,
         "onnx_graph": args.onnx_graph,
     }
-    result = suite.result_json(
-        args, facts, merge_parts(parts, facts), time.perf_counter() - t_start, extra
-    )
+    result = suite.result_json(args, facts, res, time.perf_counter() - t_start, extra)
     print("\n".join(suite.report_lines(result)))
     if args.json:
         write_json(args.json, result)

@@ -2,6 +2,8 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <cmath>
+#include <sstream>
 #include <stdexcept>
 
 #include "dispatch.h"
@@ -52,6 +54,25 @@ void bind_info(py::module_& m) {
             }
         },
         py::arg("n"), "Set the threads one kernel call may use (>= 1; 1 without OpenMP).");
+    m.def(
+        "fma_peak",
+        [](double seconds) {
+            if (!(std::isfinite(seconds) && seconds > 0.0)) {
+                std::ostringstream msg;
+                msg << "seconds: expected a finite duration > 0, got " << seconds;
+                throw py::value_error(msg.str());
+            }
+            // only the probe's own registers are touched: no Python object
+            py::gil_scoped_release nogil;
+            return fma_peak(seconds);
+        },
+        py::arg("seconds"),
+        "Measure the fp32 multiply-add rate of one thread on the active ISA for about "
+        "`seconds` seconds; returns multiply-adds per second. On 'avx2', 12 independent "
+        "chains of 8-lane FMA instructions (the vector FMA peak of one core); on 'scalar', "
+        "12 chains of one float, each a multiply and an add (the scalar rate, not a vector "
+        "peak). Runs on the calling thread with the GIL released. ValueError if `seconds` is "
+        "not finite and > 0.");
     m.def("have_openmp", &have_openmp, "Whether this build uses OpenMP threads.");
     m.def("compiler", &compiler, "The compiler that built the core.");
 }

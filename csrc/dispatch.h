@@ -25,6 +25,12 @@ std::vector<std::string> available_isas();
 // with a message naming the choices for an unknown name or one this CPU or build lacks.
 void set_isa(const std::string& name);
 
+// The fp32 multiply-add rate of one thread on the active ISA, in multiply-adds per second,
+// measured by running the table's FMA probe for `seconds` (> 0; the caller checks) after a
+// short warm-up: on AVX2, 12 independent chains of 8-lane FMAs; on the scalar path, 12 of
+// one float, each a multiply and an add (the rate of scalar arithmetic, not a vector peak).
+double fma_peak(double seconds);
+
 // Threads used inside one kernel call (>= 1). The default is OpenMP's (OMP_NUM_THREADS,
 // else the number of cores); 1 without OpenMP.
 int num_threads();

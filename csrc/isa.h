@@ -161,7 +161,18 @@ struct KernelTable {
                            float* ws);
     void (*train8_backward)(double* part, const float* dh4, int64_t nb, const ConvsPlan8& plan,
                             float* ws);
+
+    // Not a kernel of the network: the probe of the FMA peak (peak.cpp times it). Runs
+    // `rounds` rounds of kFmaChains independent chains a = a * m + c, one multiply-add per
+    // lane of each chain and round, and writes the sum of the chains to *sink, so that no
+    // chain can be dropped. Returns the multiply-adds done.
+    int64_t (*fma_chains)(int64_t rounds, double* sink);
 };
+
+// Independent multiply-add chains of the FMA probe: a chain waits on its own result (the
+// FMA latency, 4-5 cycles on current x86 cores), and two FMA pipes need about twice that
+// many chains in flight to stay busy; 12 covers both and still fits in 16 registers.
+constexpr int kFmaChains = 12;
 
 namespace scalar {
 extern const KernelTable kTable;

@@ -626,6 +626,20 @@ void matmul(float* y, const float* a, int64_t lda_n, int64_t lda_k, const float*
     }
 }
 
+// The FMA probe: kFmaChains independent ymm chains a = fma(a, m, c), 8 multiply-adds per
+// instruction. m < 1: every lane settles at c / (1 - m), no overflow and no denormals.
+int64_t fma_chains(int64_t rounds, double* sink) {
+    const __m256 m = _mm256_set1_ps(0.999f), c = _mm256_set1_ps(0.001f);
+    __m256 a[kFmaChains];
+    for (int q = 0; q < kFmaChains; ++q) a[q] = _mm256_set1_ps(static_cast<float>(q));
+    for (int64_t i = 0; i < rounds; ++i)
+        for (int q = 0; q < kFmaChains; ++q) a[q] = _mm256_fmadd_ps(a[q], m, c);
+    __m256 sum = a[0];
+    for (int q = 1; q < kFmaChains; ++q) sum = _mm256_add_ps(sum, a[q]);
+    *sink = hsum(sum);
+    return rounds * kFmaChains * 8;
+}
+
 }  // namespace
 
 // lanes_avx2.cpp
@@ -639,7 +653,7 @@ const KernelTable kTable = {
     axpy,          axpy_diff,       subsample_plane, subsample_backward_plane,
     squash,        squash_backward, rbf_rows,        outer_update,
     conv_acc_flat, conv_dw_flat,    conv_acc_rows,   matmul,
-    convs8,        train8_forward,  train8_backward,
+    convs8,        train8_forward,  train8_backward, fma_chains,
 };
 
 }  // namespace avx2

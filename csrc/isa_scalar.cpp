@@ -190,6 +190,49 @@ void matmul(float* y, const float* a, int64_t lda_n, int64_t lda_k, const float*
     }
 }
 
+// The FMA probe on the scalar path: one float per chain, each multiply-add a multiply and
+// an add (this path never contracts them into an FMA, CMakeLists.txt's floating-point
+// policy), so it gives the rate of the scalar kernels' arithmetic, not a vector peak. The
+// empty asm says each chain lives in a register of its own, so the compiler cannot pack
+// the 12 chains into SSE vectors (that would measure a 4-wide rate) nor drop them.
+// m < 1: every chain settles at c / (1 - m), no overflow and no denormals.
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+#define LENET_FAST_OWN_REGISTER(v) __asm__ volatile("" : "+x"(v))
+#elif defined(__GNUC__) && defined(__aarch64__)
+#define LENET_FAST_OWN_REGISTER(v) __asm__ volatile("" : "+w"(v))
+#else
+#define LENET_FAST_OWN_REGISTER(v) (void)(v)
+#endif
+
+int64_t fma_chains(int64_t rounds, double* sink) {
+    static_assert(kFmaChains == 12, "one variable per chain below");
+    const float m = 0.999f, c = 0.001f;
+    // named variables, not an array: the compiler keeps each in a register
+    float a0 = 0, a1 = 1, a2 = 2, a3 = 3, a4 = 4, a5 = 5, a6 = 6, a7 = 7, a8 = 8, a9 = 9, a10 = 10,
+          a11 = 11;
+#define LENET_FAST_STEP(a) \
+    a = a * m + c;         \
+    LENET_FAST_OWN_REGISTER(a)
+    for (int64_t i = 0; i < rounds; ++i) {
+        LENET_FAST_STEP(a0);
+        LENET_FAST_STEP(a1);
+        LENET_FAST_STEP(a2);
+        LENET_FAST_STEP(a3);
+        LENET_FAST_STEP(a4);
+        LENET_FAST_STEP(a5);
+        LENET_FAST_STEP(a6);
+        LENET_FAST_STEP(a7);
+        LENET_FAST_STEP(a8);
+        LENET_FAST_STEP(a9);
+        LENET_FAST_STEP(a10);
+        LENET_FAST_STEP(a11);
+    }
+#undef LENET_FAST_STEP
+    *sink = double(a0) + a1 + a2 + a3 + a4 + a5 + a6 + a7 + a8 + a9 + a10 + a11;
+    return rounds * kFmaChains;
+}
+#undef LENET_FAST_OWN_REGISTER
+
 }  // namespace
 
 const KernelTable kTable = {
@@ -197,7 +240,7 @@ const KernelTable kTable = {
     axpy,          axpy_diff,       subsample_plane, subsample_backward_plane,
     squash,        squash_backward, rbf_rows,        outer_update,
     conv_acc_flat, conv_dw_flat,    conv_acc_rows,   matmul,
-    nullptr,       nullptr,         nullptr,
+    nullptr,       nullptr,         nullptr,         fma_chains,
 };
 
 }  // namespace scalar

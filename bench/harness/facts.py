@@ -13,7 +13,7 @@ from typing import Any
 from .threads import thread_env
 
 REPO = Path(__file__).resolve().parents[2]
-PEER_PACKAGES = ("torch", "onnxruntime", "onnx")
+PEER_PACKAGES = ("torch", "onnxruntime", "onnx", "ai-edge-litert", "openvino")
 
 
 def git(*cmd: str) -> str | None:

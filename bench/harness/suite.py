@@ -6,15 +6,16 @@ from __future__ import annotations
 import argparse
 import gc
 import os
+import statistics
 import sys
 import traceback
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import numpy.typing as npt
 
-from lenet_fast import LeNet5, load_mnist, preprocess
+from lenet_fast import LeNet5, available_isas, get_isa, load_mnist, preprocess, set_isa
 from lenet_fast.layout import MACS_PER_IMAGE
 from lenet_fast.train import paper_eta, sdlm_mu, sdlm_steps
 
@@ -22,9 +23,10 @@ from . import impls as registry
 from .facts import header_lines, load_average
 from .impls import LABELS, Impl, Setup, Trainer
 from .output import SCHEMA
+from .rounds import FASTEST_OF, PAUSE_S, REFERENCE_ROUNDS
 from .tables import case_label, suite_detail, suite_summary
 from .threads import BlasThreads
-from .timing import measure
+from .timing import run_for, warm_up
 from .validation import (
     FORWARD_TOL,
     GRAD_TOL,
@@ -38,8 +40,9 @@ from .validation import (
 )
 from .worker import new_part
 
-#: This CPU's measured fp32 FMA peak per core, in multiply-adds/s (94 GFLOP/s / 2).
-PEAK_GMACS_PER_CORE = 47.0
+#: The FMA peak's measurement: tries x seconds each (--quick: QUICK_PEAK_TRIES)
+PEAK_TRIES = (5, 0.1)
+QUICK_PEAK_TRIES = (3, 0.02)
 DEFAULT_CASES = "infer:1:1,infer:32:1,infer:256:1,infer:256:2,train:1:1,train:32:1,train:256:2"
 QUICK_CASES = "infer:1:1,infer:8:1,infer:16:2,train:1:1,train:8:1,train:16:2"
 #: lenet_fast's speed targets, images/s, by case.
@@ -137,10 +140,11 @@ def _first_line(e: BaseException) -> str:
 
 
 class Run:
-    """One process's share of the suite: validate the implementations ``keys``, all before
-    any is timed, then time them one at a time. ``part`` collects the results
-    (:func:`harness.worker.new_part`); a lenet_fast or reference disagreement sets
-    ``part["fatal"]`` and stops it."""
+    """One process's share of the suite: set up and validate the implementations ``keys``,
+    all before any is timed (:meth:`prepare`), then time their calls one round at a time as
+    :mod:`harness.rounds` asks (:meth:`warm`, :meth:`time_round`). ``part`` collects what
+    the process contributes (:func:`harness.worker.new_part`); a lenet_fast or reference
+    disagreement sets ``part["fatal"]`` and stops it."""
 
     def __init__(
         self,
@@ -161,6 +165,9 @@ class Run:
         self.trainers: dict[tuple[str, int], Trainer] = {}
         self.truth_cache: dict[tuple[Any, ...], Any] = {}
         self.broken: dict[tuple[str, str], str] = {}  # (impl, case) -> why it is not timed
+        self.made: dict[str, Impl] = {}
+        # (impl, case) -> the timed call, the images per call, the case's threads
+        self.calls: dict[tuple[str, str], tuple[Callable[[], Any], int, int]] = {}
 
     # ---- the implementations ("not installed" / "failed: ..." when a peer cannot run)
     def make(self, keys: list[str]) -> dict[str, Impl]:
@@ -289,85 +296,140 @@ class Run:
                 return False
         return True
 
-    def time_case(self, key: str, impl: Impl, c: Case) -> dict[str, Any]:
-        """One measurement (after validation): warm-up, then ``--repeats`` timed runs."""
+    # ---- after validation: the rounds (harness.rounds) time the calls one round at a time
+    def prepare(self, keys: list[str]) -> dict[str, Any]:
+        """Set up and validate ``keys``, all before any is timed. ``part["plan"][key]``: the
+        cases ``key`` will be timed in; a row with ``why`` for each case it will not be
+        (unsupported, or failed validation). Stops at a lenet_fast or reference
+        disagreement (``part["fatal"]``)."""
+        self.made = self.make(keys)
+        for key, impl in self.made.items():
+            if not self.validate_all(key, impl):
+                return self.part
+        plan: dict[str, list[str]] = {}
+        for key, impl in self.made.items():
+            plan[key] = []
+            for c in self.cases:
+                why = impl.supports(c.task)
+                if why is not None or (key, c.key) in self.broken:
+                    self.part["rows"].append(
+                        {
+                            "impl": key,
+                            "case": c.key,
+                            "why": "-" if why else "failed",
+                            "reason": why or self.broken[(key, c.key)],
+                        }
+                    )
+                else:
+                    plan[key].append(c.key)
+        for (key, ck), why in self.broken.items():
+            self.part["notes"].append(f"{LABELS[key]}, {ck}: {why}; not timed")
+        self.part["plan"] = plan
+        # the objects of the set-up (torch's alone are ~10^5) are left out of every later
+        # collection: the one before each round then costs microseconds, not a tenth of a
+        # second
+        gc.collect()
+        gc.freeze()
+        return self.part
+
+    def _call(self, key: str, c: Case) -> tuple[Callable[[], Any], int]:
+        """The timed call of ``key`` in case ``c``, and the images one call processes."""
+        impl = self.made[key]
         impl.set_threads(c.threads)
         x, lab = self.data(c, key, validate=False)
         if c.task == "infer":
-            fn, images = impl.infer(x), x.shape[0]
-        else:
-            tr = self.trainers[(key, c.batch)]
-            tr.load(self.start)
-            images = tr.bind(x, lab)
-            fn = tr.run
-        repeats = min(self.args.repeats, 3) if key == "reference" else self.args.repeats
-        warm = 0.0 if key == "reference" else self.args.timing["warmup_s"]
+            return impl.infer(x), x.shape[0]
+        tr = self.trainers[(key, c.batch)]
+        tr.load(self.start)
+        images = tr.bind(x, lab)
+        return tr.run, images
+
+    def _failed(self, key: str, e: Exception) -> str:
+        if key in FATAL:
+            raise e
+        if os.environ.get("LENET_FAST_BENCH_DEBUG"):
+            traceback.print_exc()
+        return f"failed while timed: {type(e).__name__}: {_first_line(e)}"
+
+    def warm(self, key: str, case: str) -> str | None:
+        """Build the timed call of ``key`` in ``case`` and warm it up (the reference: one
+        call). None, or why it failed (a peer; lenet_fast's or the reference's error is
+        raised)."""
+        c = next(c for c in self.cases if c.key == case)
+        try:
+            fn, images = self._call(key, c)
+            warm_up(fn, 0.0 if key == "reference" else self.args.timing["warmup_s"])
+        except Exception as e:
+            return self._failed(key, e)
+        self.calls[(key, case)] = (fn, images, c.threads)
+        return None
+
+    def time_round(self, key: str, case: str, seconds: float) -> dict[str, Any] | str:
+        """One round: back-to-back calls for >= ``seconds``; the seconds per call."""
+        fn, images, threads = self.calls[(key, case)]
+        self.made[key].set_threads(threads)  # the cases alternate, so their thread counts do
         gc.collect()
-        m = measure(fn, repeats, self.args.timing["min_run_s"], warm)
-        ips = images / m["median_s"]
-        macs = MACS_PER_IMAGE[c.task]
-        return {
-            "impl": key,
-            "case": c.key,
-            "task": c.task,
-            "batch": c.batch,
-            "threads": c.threads,
-            "images_per_call": images,
-            **m,
-            "images_per_s": ips,
-            "images_per_s_min": images / m["max_s"],
-            "images_per_s_max": images / m["min_s"],
-            "s_per_step": m["median_s"] * c.batch / images,
-            "macs_per_image": macs,
-            "peak_fraction": ips * macs / (self.args.peak_gmacs * 1e9 * c.threads),
-        }
+        gc.disable()  # no collection in the middle of a round
+        try:
+            calls, elapsed = run_for(fn, seconds)
+        except Exception as e:
+            return self._failed(key, e)
+        finally:
+            gc.enable()
+        return {"s_per_call": elapsed / calls, "calls": calls, "images": images}
 
-    def time_all(self, key: str, impl: Impl) -> None:
-        rows = self.part["rows"]
-        for c in self.cases:
-            why = impl.supports(c.task)
-            if why is not None or (key, c.key) in self.broken:
-                rows.append(
-                    {
-                        "impl": key,
-                        "case": c.key,
-                        "why": "-" if why else "failed",
-                        "reason": why or self.broken[(key, c.key)],
-                    }
-                )
-                continue
-            try:
-                rows.append(self.time_case(key, impl, c))
-            except Exception as e:
-                if key in FATAL:
-                    raise
-                why = f"failed while timed: {type(e).__name__}: {_first_line(e)}"
-                self.broken[(key, c.key)] = why
-                rows.append({"impl": key, "case": c.key, "why": "failed", "reason": why})
-        impl.set_threads(1)
-        impl.close()
+    def close(self) -> None:
+        for impl in self.made.values():
+            impl.set_threads(1)
+            impl.close()
 
-    def run(self, keys: list[str]) -> dict[str, Any]:
-        made = self.make(keys)
-        for key, impl in made.items():
-            if not self.validate_all(key, impl):
-                return self.part
-        # in one process the others' thread pools still exist: hence the worker processes
-        for key, impl in made.items():
-            self.time_all(key, impl)
-        for (key, ck), why in self.broken.items():
-            self.part["notes"].append(f"{LABELS[key]}, {ck}: {why}; not timed")
-        for key, impl in made.items():
-            runs = [c for c in self.cases if impl.supports(c.task) is None]
-            if all((key, c.key) in self.broken for c in runs):
-                self.part["status"][key] = "failed"
-        return self.part
+
+class LocalPlayer:
+    """One implementation of a :class:`Run` in this process, as a player of the rounds
+    (``--in-process``)."""
+
+    def __init__(self, run: Run, key: str) -> None:
+        self.run, self.key = run, key
+
+    def warm(self, case: str) -> str | None:
+        return self.run.warm(self.key, case)
+
+    def time(self, case: str, seconds: float) -> dict[str, Any] | str:
+        return self.run.time_round(self.key, case, seconds)
+
+
+def measure_peak(args: argparse.Namespace) -> dict[str, Any]:
+    """The fp32 FMA peak per core that "% of FMA peak" divides by: ``--peak-gmacs``, or
+    measured here (``lenet_fast._core.fma_peak``, the median of a few short tries) with the
+    best ISA of this CPU and build, on one thread. The suite measures it first, before any
+    worker process exists, so nothing else of the suite runs meanwhile."""
+    if args.peak_gmacs is not None:
+        return {"gmacs_per_core": args.peak_gmacs, "how": "given (--peak-gmacs)"}
+    from lenet_fast import _core
+
+    tries, seconds = QUICK_PEAK_TRIES if args.quick else PEAK_TRIES
+    isa, before = available_isas()[-1], get_isa()
+    set_isa(isa)
+    try:
+        got = [_core.fma_peak(seconds) / 1e9 for _ in range(tries)]
+    finally:
+        set_isa(before)
+    vector = "8-lane FMA" if isa == "avx2" else "scalar multiply+add, no vector ISA"
+    return {
+        "gmacs_per_core": statistics.median(got),
+        "how": (
+            f"measured: lenet_fast._core.fma_peak on {isa} ({vector}), one thread, median of "
+            f"{tries} tries of {seconds:g} s"
+        ),
+        "isa": isa,
+        "tries_gmacs": got,
+    }
 
 
 def process_mode(args: argparse.Namespace) -> str:
     if args.in_process:
         return "all implementations timed in one process (--in-process)"
-    return "each implementation timed in its own process"
+    return "each implementation timed in its own process, all kept alive for the rounds"
 
 
 def result_json(
@@ -393,7 +455,10 @@ def result_json(
         "facts": facts,
         "settings": {
             "quick": args.quick,
-            "repeats": args.repeats,
+            "rounds": args.rounds,
+            "round_s": args.round_s,
+            "pause_s": PAUSE_S,
+            "reference_rounds": min(REFERENCE_ROUNDS, args.rounds),
             "cases": [c.key for c in args.cases],
             "peers": args.peers,
             "process_mode": process_mode(args),
@@ -406,7 +471,9 @@ def result_json(
             "grad_tol": GRAD_TOL,
             "update_tol": UPDATE_TOL,
             "macs_per_image": dict(MACS_PER_IMAGE),
-            "peak_gmacs_per_core": args.peak_gmacs,
+            "peak_gmacs_per_core": res["fma_peak"]["gmacs_per_core"],
+            "fma_peak": res["fma_peak"],
+            "fastest_of": list(FASTEST_OF),
             **extra,
         },
         "peers": {
@@ -421,6 +488,7 @@ def result_json(
         "notes": notes,
         "validation": res["validation"],
         "results": [rows[(k, c.key)] for c in args.cases for k in order if (k, c.key) in rows],
+        "versus_fastest_peer": res["versus_fastest_peer"],
         "targets": TARGETS,
         "load_average_1min_at_end": load_average(),
         "run_time_s": elapsed,
@@ -453,13 +521,18 @@ def report_lines(result: dict[str, Any]) -> list[str]:
         *header_lines(facts),
         "- peers: "
         + ", ".join(f"{LABELS[k]}: {p['status']}" for k, p in peers.items() if k != "lenet_fast")
-        + f"; NumPy BLAS threads: {s['blas_threads']}; FMA peak assumed "
-        f"{s['peak_gmacs_per_core']:g} G multiply-adds/s per core",
+        + f"; NumPy BLAS threads: {s['blas_threads']}",
+        f"- FMA peak: {s['peak_gmacs_per_core']:.1f} G multiply-adds/s per core, "
+        f"{s['fma_peak']['how']}",
         f"- model: {s['model']}, options {s['model_options']}; input: {s['data']}",
         f"- method: every implementation validated against lenet_fast.reference in float64 "
-        f"first; then warm-up and {s['repeats']} timed runs (the reference: "
-        f"{min(s['repeats'], 3)}) of >= {s['min_run_s'] * 1e3:g} ms; median, min-max over the "
-        f"runs; {s['process_mode']}" + (" [--quick]" if s["quick"] else ""),
+        f"first; then a warm-up of >= {s['warmup_s']:g} s per implementation and case (the "
+        f"reference: one call), then {s['rounds']} rounds: in each, for each case, every "
+        f"implementation runs back-to-back calls for >= {s['round_s']:g} s in turn, the first "
+        f"of them rotating from round to round, {s['pause_s'] * 1e3:g} ms apart (the NumPy "
+        f"reference, slow, in the first {s['reference_rounds']} rounds only); median and "
+        f"min-max over the rounds, and the median of the per-round ratios; "
+        f"{s['process_mode']}" + (" [--quick]" if s["quick"] else ""),
         "",
         f"Validation: {len(validation)} checks passed"
         + (" (the fused SDLM pass equals the Python loop bit for bit)" if bitwise else "")
@@ -478,8 +551,11 @@ def report_lines(result: dict[str, Any]) -> list[str]:
             f"p -= eps*grad), at batch b one SGD step (lr {s['sgd_lr']:g}) on the batch-mean "
             f"loss ({s['model_options']['loss']}). % of FMA peak = images/s x "
             f"{s['macs_per_image']['infer']:,} (inference) or {s['macs_per_image']['train']:,} "
-            f"(training) multiply-adds / ({s['peak_gmacs_per_core']:g}e9 x threads). "
-            "'lenet_fast / this' > 1: lenet_fast is faster."
+            f"(training) multiply-adds / ({s['peak_gmacs_per_core']:.1f}e9 x threads). "
+            "'lenet_fast / this' > 1: lenet_fast is faster; 'of medians' divides the two "
+            "medians, 'per round' is the median of each round's ratio of the two measurements "
+            "taken in that round; 'lenet_fast / fastest peer' takes in each round the fastest "
+            f"of {', '.join(LABELS[k] for k in s['fastest_of'])} (not the NumPy reference)."
         ),
         "",
         "Implementations:",

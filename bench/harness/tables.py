@@ -11,13 +11,13 @@ from .impls import LABELS
 from .output import md_table, ms, rate, us
 
 
-def _case(key: str) -> tuple[str, int, int]:
+def case_parts(key: str) -> tuple[str, int, int]:
     task, b, t = key.split(":")
     return task, int(b), int(t)
 
 
 def case_label(key: str) -> str:
-    task, b, t = _case(key)
+    task, b, t = case_parts(key)
     what = "inference" if task == "infer" else "training step"
     return f"{what}, batch {b}, {t} thr"
 
@@ -26,12 +26,25 @@ def _label(key: str) -> str:
     return LABELS.get(key, key)
 
 
+def _rounds(res: dict[str, Any]) -> bool:
+    """Whether the file comes from the suite's rounds (its per-round ratios, the fastest
+    peer, the measured peak); older files render as they always did."""
+    return res["settings"].get("rounds") is not None
+
+
+def _x(v: float | None) -> str:
+    return "-" if v is None else f"{v:.2f}x"
+
+
 def suite_summary(res: dict[str, Any]) -> list[str]:
-    """Median images/s per implementation and case, and lenet_fast's targets."""
+    """Median images/s per implementation and case; from the rounds, lenet_fast against the
+    fastest peer and PyTorch eager (medians of the per-round ratios) and its % of the FMA
+    peak; lenet_fast's targets."""
     cases = res["settings"]["cases"]
     rows = {(r["impl"], r["case"]): r for r in res["results"]}
     head = ["implementation"] + [
-        f"{'infer' if _case(c)[0] == 'infer' else 'train'} b={_case(c)[1]}, {_case(c)[2]} thr"
+        f"{'infer' if case_parts(c)[0] == 'infer' else 'train'} b={case_parts(c)[1]}, "
+        f"{case_parts(c)[2]} thr"
         for c in cases
     ]
     body = []
@@ -44,6 +57,33 @@ def suite_summary(res: dict[str, Any]) -> list[str]:
             else:
                 cells.append((r or {}).get("why", peer["status"]))
         body.append([_label(key), *cells])
+    if _rounds(res):
+        versus = res.get("versus_fastest_peer") or {}
+
+        def fastest(c: str) -> str:
+            v = versus.get(c)
+            return (
+                f"{v['ratio_per_round_median']:.2f}x vs {_label(v['fastest_peer'])}" if v else "-"
+            )
+
+        def of(key: str, field: str) -> list[Any]:
+            return [rows.get((key, c), {}).get(field) for c in cases]
+
+        peak = res["settings"]["peak_gmacs_per_core"]
+        body += [
+            ["*lenet_fast / fastest peer (median per round)*", *(fastest(c) for c in cases)],
+            [
+                "*lenet_fast / PyTorch eager (median per round)*",
+                *(_x(v) for v in of("torch", "ratio_per_round_median")),
+            ],
+            [
+                f"*lenet_fast, % of FMA peak ({peak:.1f} G multiply-adds/s per core)*",
+                *(
+                    "-" if v is None else f"{100 * v:.1f}%"
+                    for v in of("lenet_fast", "peak_fraction")
+                ),
+            ],
+        ]
     targets = res.get("targets", {})
     if any(c in targets for c in cases):
         body.append(["*target for lenet_fast*", *(rate(targets.get(c)) for c in cases)])
@@ -51,23 +91,27 @@ def suite_summary(res: dict[str, Any]) -> list[str]:
 
 
 def suite_detail(res: dict[str, Any]) -> list[str]:
-    """Every measurement: median and min-max images/s, ms per step, % of FMA peak, ratio."""
+    """Every measurement: median and min-max images/s, ms per step, % of FMA peak, the
+    ratio lenet_fast / this of the medians and, from the rounds, the median of the
+    per-round ratios and the number of rounds."""
+    rounds = _rounds(res)
     body = []
     for r in res["results"]:
         if r.get("images_per_s") is None:
             continue
-        ratio = "-" if r["impl"] == "lenet_fast" or r.get("ratio") is None else f"{r['ratio']:.2f}x"
-        body.append(
-            [
-                case_label(r["case"]),
-                _label(r["impl"]),
-                rate(r["images_per_s"]),
-                f"{rate(r['images_per_s_min'])}-{rate(r['images_per_s_max'])}",
-                ms(r["s_per_step"]),
-                f"{100 * r['peak_fraction']:.1f}%",
-                ratio,
-            ]
-        )
+        base = r["impl"] == "lenet_fast"
+        cells = [
+            case_label(r["case"]),
+            _label(r["impl"]),
+            rate(r["images_per_s"]),
+            f"{rate(r['images_per_s_min'])}-{rate(r['images_per_s_max'])}",
+            ms(r["s_per_step"]),
+            f"{100 * r['peak_fraction']:.1f}%",
+            "-" if base else _x(r.get("ratio")),
+        ]
+        if rounds:
+            cells += ["-" if base else _x(r.get("ratio_per_round_median")), str(r["runs"])]
+        body.append(cells)
     head = [
         "case",
         "implementation",
@@ -75,9 +119,12 @@ def suite_detail(res: dict[str, Any]) -> list[str]:
         "min-max images/s",
         "median ms/step",
         "% of FMA peak",
-        "lenet_fast / this",
     ]
-    return md_table(head, "llrrrrr", body)
+    if rounds:
+        head += ["lenet_fast / this, of medians", "lenet_fast / this, per round", "rounds"]
+    else:
+        head += ["lenet_fast / this"]
+    return md_table(head, "llrrrrr" + "rr" * rounds, body)
 
 
 def kernel_table(res: dict[str, Any]) -> list[str]:

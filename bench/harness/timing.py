@@ -1,5 +1,6 @@
 """How every benchmark times a call: warm up, then repeated runs of back-to-back calls, the
-median (and min, max) time per call over the runs."""
+median (and min, max) time per call over the runs; and the two steps of the suite's rounds
+(:mod:`harness.rounds`): a warm-up, then one round of calls for a given time."""
 
 from __future__ import annotations
 
@@ -79,3 +80,28 @@ def measure_once_each(fns: dict[str, Callable[[], Any]], repeats: int) -> dict[s
             f()
             samples[k].append(time.perf_counter() - t0)
     return {k: summary(samples[k], 1) for k in fns}
+
+
+def warm_up(fn: Callable[[], Any], seconds: float) -> None:
+    """Call ``fn`` once (page faults, lazy set-up), then for >= ``seconds`` (at least twice
+    when ``seconds`` > 0)."""
+    fn()
+    if seconds <= 0:
+        return
+    calls, t0 = 0, time.perf_counter()
+    while calls < 2 or time.perf_counter() - t0 < seconds:
+        fn()
+        calls += 1
+
+
+def run_for(fn: Callable[[], Any], seconds: float) -> tuple[int, float]:
+    """One round: back-to-back calls of ``fn`` until >= ``seconds`` have passed (at least
+    one call). Returns the number of calls and the seconds they took."""
+    clock = time.perf_counter
+    calls, t0 = 0, clock()
+    while True:
+        fn()
+        calls += 1
+        elapsed = clock() - t0
+        if elapsed >= seconds:
+            return calls, elapsed

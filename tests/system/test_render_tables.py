@@ -223,3 +223,75 @@ def test_a_block_without_its_end_marker_is_an_error(repo: Path, capsys) -> None:
     (repo / "README.md").write_text("<!-- bench:suite -->\nno end\n", encoding="utf-8")
     assert render_tables.main(["--root", str(repo)]) == 2
     assert "README.md: block 'suite' has no <!-- /bench:suite --> line" in capsys.readouterr().err
+
+
+def rounds_row(impl: str, case: str, ips: float, ratio: float, per_round: float, runs: int) -> dict:
+    return {
+        **row(impl, case, ips, ratio),
+        "ratio_per_round_median": per_round,
+        "runs": runs,
+    }
+
+
+# a result of the rounds (schema of bench_suite.py since the rounds): the summary gains the
+# ratios to the fastest peer and to PyTorch eager and the measured peak; the detail table
+# the per-round ratio and the rounds
+SUITE_ROUNDS = {
+    "facts": FACTS,
+    "settings": {
+        "cases": ["infer:1:1", "train:1:1"],
+        "rounds": 9,
+        "peak_gmacs_per_core": 48.25,
+    },
+    "peers": {
+        "lenet_fast": {"status": "0.1.0"},
+        "torch": {"status": "torch 2"},
+        "litert": {"status": "ai-edge-litert 2"},
+        "openvino": {"status": "not installed"},
+    },
+    "results": [
+        rounds_row("lenet_fast", "infer:1:1", 40_000.0, 1.0, 1.0, 9),
+        rounds_row("torch", "infer:1:1", 1_000.0, 40.0, 38.5, 9),
+        rounds_row("litert", "infer:1:1", 20_000.0, 2.0, 2.25, 9),
+        rounds_row("lenet_fast", "train:1:1", 10_000.0, 1.0, 1.0, 9),
+        rounds_row("torch", "train:1:1", 500.0, 20.0, 19.0, 9),
+        {"impl": "litert", "case": "train:1:1", "why": "-", "reason": "inference only"},
+    ],
+    "versus_fastest_peer": {
+        "infer:1:1": {"fastest_peer": "litert", "ratio_per_round_median": 2.25},
+        "train:1:1": {"fastest_peer": "torch", "ratio_per_round_median": 19.0},
+    },
+    "targets": {"infer:1:1": 40_000},
+}
+
+
+def test_a_result_of_the_rounds_shows_the_per_round_ratios(repo: Path) -> None:
+    (repo / "bench" / "results" / "suite.json").write_text(
+        json.dumps(SUITE_ROUNDS), encoding="utf-8"
+    )
+    assert render_tables.main(["--root", str(repo)]) == 0
+    summary = block((repo / "README.md").read_text(encoding="utf-8"), "suite")
+    assert summary[:8] == [
+        "| implementation | infer b=1, 1 thr | train b=1, 1 thr |",
+        "|---|---:|---:|",
+        "| lenet_fast | 40,000 | 10,000 |",
+        "| PyTorch eager | 1,000 | 500 |",
+        "| LiteRT (XNNPACK) | 20,000 | - |",
+        "| OpenVINO | not installed | not installed |",
+        "| *lenet_fast / fastest peer (median per round)* | 2.25x vs LiteRT (XNNPACK) | "
+        "19.00x vs PyTorch eager |",
+        "| *lenet_fast / PyTorch eager (median per round)* | 38.50x | 19.00x |",
+    ]
+    assert summary[8] == (
+        "| *lenet_fast, % of FMA peak (48.2 G multiply-adds/s per core)* | 25.0% | 25.0% |"
+    )
+    assert summary[9] == "| *target for lenet_fast* | 40,000 | - |"
+    detail = block((repo / "docs" / "performance.md").read_text(encoding="utf-8"), "suite-detail")
+    assert detail[0].endswith(
+        "| lenet_fast / this, of medians | lenet_fast / this, per round | rounds |"
+    )
+    assert detail[2].endswith("| 25.0% | - | - | 9 |")
+    assert detail[4] == (
+        "| inference, batch 1, 1 thr | LiteRT (XNNPACK) | 20,000 | 18,000-22,000 | 0.05 | "
+        "25.0% | 2.00x | 2.25x | 9 |"
+    )

@@ -1,5 +1,5 @@
 """The implementations the suite compares, one module each, all with the interface of
-:class:`base.Impl`. A new peer (LiteRT, OpenVINO, ...) is one more module here and one more
+:class:`base.Impl`. A new peer is one more module here and one more
 line in :data:`REGISTRY`."""
 
 from __future__ import annotations
@@ -15,6 +15,8 @@ REGISTRY: dict[str, tuple[str, str]] = {
     "torch": ("torch_eager", "PyTorch eager"),
     "torch.compile": ("torch_compiled", "PyTorch torch.compile"),
     "onnxruntime": ("onnxrt", "ONNX Runtime"),
+    "litert": ("litert", "LiteRT (XNNPACK)"),
+    "openvino": ("openvino", "OpenVINO"),
 }
 KEYS = tuple(REGISTRY)
 LABELS = {k: label for k, (_, label) in REGISTRY.items()}

@@ -49,6 +49,25 @@ def build_onnx_graph(model: LeNet5, path: Path) -> None:
     model.to_onnx(path, opset=OPSET)
 
 
+def write_onnx(setup: Setup, path: Path) -> str:
+    """The graph ``--onnx-graph`` asks for (``setup.options["onnx_graph"]``) at ``path``,
+    and where it came from: exported from PyTorch (auto: when torch can export it) or
+    written by lenet_fast's own exporter. ONNX Runtime and OpenVINO run the same graph."""
+    graph = setup.options.get("onnx_graph", "auto")
+    why_not_torch = ""
+    if graph in ("auto", "torch"):
+        try:
+            export_torch_onnx(setup.model, path)
+            return "torch.onnx.export (TorchScript exporter, dynamo=False)"
+        except Exception as e:
+            if graph == "torch":
+                raise
+            first = str(e).splitlines()[0][:120] if str(e) else ""
+            why_not_torch = f" (torch.onnx.export unavailable: {type(e).__name__}: {first})"
+    build_onnx_graph(setup.model, path)
+    return "lenet_fast's LeNet5.to_onnx (the onnx helper API)" + why_not_torch
+
+
 class OnnxRuntime(Impl):
     key = "onnxruntime"
     requires = ("onnxruntime", "onnx")
@@ -59,20 +78,7 @@ class OnnxRuntime(Impl):
         self.ort = ort
         self.version = f"onnxruntime {ort.__version__}"
         self.path = Path(tempfile.mkdtemp(prefix="lenet_fast_bench_")) / "lenet5.onnx"
-        graph = setup.options.get("onnx_graph", "auto")
-        why_not_torch = ""
-        if graph in ("auto", "torch"):
-            try:
-                export_torch_onnx(setup.model, self.path)
-                self.source = "torch.onnx.export (TorchScript exporter, dynamo=False)"
-            except Exception as e:
-                if graph == "torch":
-                    raise
-                first = str(e).splitlines()[0][:120] if str(e) else ""
-                why_not_torch = f" (torch.onnx.export unavailable: {type(e).__name__}: {first})"
-        if graph == "helper" or why_not_torch:
-            build_onnx_graph(setup.model, self.path)
-            self.source = "lenet_fast's LeNet5.to_onnx (the onnx helper API)" + why_not_torch
+        self.source = write_onnx(setup, self.path)
         self.sessions: dict[int, Any] = {}
         self.threads = 1
         self.note = f"InferenceSession, CPUExecutionProvider, graph from {self.source}"
