@@ -50,7 +50,9 @@ def onnxruntime_run(model: LeNet5, x: np.ndarray, folder: Path) -> tuple[np.ndar
     so = ort.SessionOptions()
     so.intra_op_num_threads = 1
     sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
-    outs = [sess.run(["penalties", "proba"], {"x": x[i : i + CHUNK]}) for i in range(0, len(x), CHUNK)]
+    outs = [
+        sess.run(["penalties", "proba"], {"x": x[i : i + CHUNK]}) for i in range(0, len(x), CHUNK)
+    ]
     return np.concatenate([o[0] for o in outs]), np.concatenate([o[1] for o in outs])
 
 
@@ -127,8 +129,12 @@ def main(argv: list[str] | None = None) -> int:
                 missing.append(f"{runtime}: {package} is not installed")
                 continue
             for name, model in models.items():
-                rows.append({"runtime": runtime, "model": name, **agreement(model, te_x, run, Path(tmp))})
-    print(f"{'runtime':26s} {'model':24s} {'labels agree':>14s} {'max |dpen|':>11s} {'max |dP|':>9s}")
+                rows.append(
+                    {"runtime": runtime, "model": name, **agreement(model, te_x, run, Path(tmp))}
+                )
+    print(
+        f"{'runtime':26s} {'model':24s} {'labels agree':>14s} {'max |dpen|':>11s} {'max |dP|':>9s}"
+    )
     for r in rows:
         dp = r["max_abs_proba_diff"]
         print(

@@ -645,8 +645,7 @@ int64_t fma_chains(int64_t rounds, double* sink) {
 // lanes_avx2.cpp
 void convs8(float* h4, const float* x, int64_t nb, const ConvsPlan8& plan);
 void train8_forward(float* h4, const float* x, int64_t nb, const ConvsPlan8& plan, float* ws);
-void train8_backward(double* part, const float* dh4, int64_t nb, const ConvsPlan8& plan,
-                     float* ws);
+void train8_backward(double* part, const float* dh4, int64_t nb, const ConvsPlan8& plan, float* ws);
 
 const KernelTable kTable = {
     "avx2",        conv_plane,      conv_dw_plane,   linear_rows,

@@ -37,12 +37,12 @@ using V = __m256;
 #define LENET_UNROLL
 #endif
 
-constexpr int kIn = 32, kPix = kIn * kIn;        // input side, pixels
-constexpr int kM1 = 6, kS1 = 28, kS2 = 14;        // C1 maps, C1 side, S2 side
-constexpr int kM3 = 16, kS3 = 10, kS4 = 5;        // C3 maps, C3 side, S4 side
-constexpr int kN2 = kM1 * kS2 * kS2;              // 1176 S2 outputs
-constexpr int kN4 = kM3 * kS4 * kS4;              // 400 S4 outputs
-constexpr int kTile1 = 7;                         // C1 output columns per register tile
+constexpr int kIn = 32, kPix = kIn * kIn;   // input side, pixels
+constexpr int kM1 = 6, kS1 = 28, kS2 = 14;  // C1 maps, C1 side, S2 side
+constexpr int kM3 = 16, kS3 = 10, kS4 = 5;  // C3 maps, C3 side, S4 side
+constexpr int kN2 = kM1 * kS2 * kS2;        // 1176 S2 outputs
+constexpr int kN4 = kM3 * kS4 * kS4;        // 400 S4 outputs
+constexpr int kTile1 = 7;                   // C1 output columns per register tile
 
 // r[0..7]: eight rows of eight floats -> their transpose (r[j] holds column j).
 inline void transpose8(V* r) {
@@ -216,7 +216,8 @@ struct Grads {
 // squash_backward computes it.
 inline V squash_grad(V y, V dy) {
     constexpr float k = kSquashS / kSquashA, A2 = kSquashA * kSquashA;
-    const V d = _mm256_mul_ps(_mm256_set1_ps(k), _mm256_sub_ps(_mm256_set1_ps(A2), _mm256_mul_ps(y, y)));
+    const V d =
+        _mm256_mul_ps(_mm256_set1_ps(k), _mm256_sub_ps(_mm256_set1_ps(A2), _mm256_mul_ps(y, y)));
     return _mm256_mul_ps(dy, d);
 }
 
@@ -329,8 +330,7 @@ void train8_forward(float* h4, const float* x, int64_t nb, const ConvsPlan8& pla
     from_lanes(h4, a.h4, nb);
 }
 
-void train8_backward(double* part, const float* dh4, int64_t nb, const ConvsPlan8& pl,
-                     float* ws) {
+void train8_backward(double* part, const float* dh4, int64_t nb, const ConvsPlan8& pl, float* ws) {
     thread_local std::unique_ptr<Grads> mem;
     if (!mem) mem = std::make_unique<Grads>();
     Grads& G = *mem;

@@ -46,10 +46,10 @@ constexpr int64_t kFlatS2 = kS2 * kS2W;                                 // 224
 constexpr int64_t kFlat3 = kS3 * kS2, kFlatL3 = (kS3 - 1) * kS2 + kS3;  // 140, 136
 // C3's input gradient: dy zero-padded by 4 on every side (18x18), dx on flat planes of
 // row stride 18.
-constexpr int64_t kPad3 = kS3 + 2 * (kK - 1), kPadPlane3 = kPad3 * kPad3;     // 18, 324
-constexpr int64_t kFlatB3 = kS2 * kPad3;  // 252
+constexpr int64_t kPad3 = kS3 + 2 * (kK - 1), kPadPlane3 = kPad3 * kPad3;  // 18, 324
+constexpr int64_t kFlatB3 = kS2 * kPad3;                                   // 252
 
-constexpr int64_t kBlock = 8;                // images per block of C5, F6 and the RBF
+constexpr int64_t kBlock = 8;  // images per block of C5, F6 and the RBF
 // From this many images a block runs C1 .. S4 in lanes (KernelTable::convs8, eight images
 // per vector whatever the block's size) rather than image by image: a block of 8 in lanes
 // costs about what LANES_MIN images cost one at a time (bench/bench_kernels.py).
@@ -308,8 +308,6 @@ void forward_block(float* y, const float* const* p, const float* x, int64_t nb, 
     }
     forward_head(y, h5, h6, h4, p, nb, kt);
 }
-
-
 
 // ---- training ----------------------------------------------------------------------------
 // Per-image rows of the whole batch (row n of each array belongs to image n).

@@ -316,9 +316,17 @@ def export_table(res: dict[str, Any]) -> list[str]:
         ]
         for r in res["rows"]
     ]
-    head = ["runtime", "model", "labels as `predict`", "max abs. penalty diff.", "max abs. posterior diff."]
+    head = [
+        "runtime",
+        "model",
+        "labels as `predict`",
+        "max abs. penalty diff.",
+        "max abs. posterior diff.",
+    ]
     missing = res.get("not_run", [])
-    return md_table(head, "llrrr", body) + ([""] + [f"Not run: {m}." for m in missing] if missing else [])
+    return md_table(head, "llrrr", body) + (
+        [""] + [f"Not run: {m}." for m in missing] if missing else []
+    )
 
 
 def dask_table(res: dict[str, Any]) -> list[str]:
@@ -343,7 +351,12 @@ def dask_table(res: dict[str, Any]) -> list[str]:
                 f"{r['load_average_1min_after']:g}",
             ]
         )
-    head = [f"{res['images']:,} digits, chunks of {res['chunk']:,}", "images/s (median)", "runs (s)", "load average after"]
+    head = [
+        f"{res['images']:,} digits, chunks of {res['chunk']:,}",
+        "images/s (median)",
+        "runs (s)",
+        "load average after",
+    ]
     return md_table(head, "lrrr", body)
 
 
