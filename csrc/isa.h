@@ -145,6 +145,11 @@ struct KernelTable {
     void (*matmul)(float* y, const float* a, int64_t lda_n, int64_t lda_k, const float* b,
                    int64_t N, int64_t Kd, int64_t I);
 
+    // The sum of n floats in double: eight interleaved partial sums s0 .. s7 over the
+    // elements i = 8m + l (l = 0..7), then ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7)),
+    // plus the n % 8 last ones in order. Both ISAs give the same bits.
+    double (*sum_floats)(const float* a, int64_t n);
+
     // Images x (nb,32,32), nb <= 8, through C1, S2, C3, S4 and their squashings to the S4
     // outputs h4 (nb,400) (row n: image n's (16,5,5)), the eight images in the eight lanes
     // of a vector (lanes nb..7 compute zeros' outputs, never stored). Every element gets

@@ -564,6 +564,24 @@ void conv_acc_rows(float* const* y, const float* const* w, int64_t K, const floa
     }
 }
 
+// ---- a sum in double ---------------------------------------------------------------------
+// The scalar path's eight chains, s0..s3 and s4..s7 as the lanes of two double vectors.
+double sum_floats(const float* a, int64_t n) {
+    __m256d lo = _mm256_setzero_pd(), hi = _mm256_setzero_pd();
+    const int64_t full = n / 8 * 8;
+    for (int64_t i = 0; i < full; i += 8) {
+        const __m256 v = _mm256_loadu_ps(a + i);
+        lo = _mm256_add_pd(lo, _mm256_cvtps_pd(_mm256_castps256_ps128(v)));
+        hi = _mm256_add_pd(hi, _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1)));
+    }
+    alignas(32) double s[8];
+    _mm256_store_pd(s, lo);
+    _mm256_store_pd(s + 4, hi);
+    double tail = 0;
+    for (int64_t i = full; i < n; ++i) tail += a[i];
+    return ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7])) + tail;
+}
+
 // ---- small matrix products (the full connections' backward, network.cpp) --------------
 // NR rows of y by NV vectors of columns: NR*NV accumulators (at most 4 x 3), each load of b
 // shared by the NR rows and each broadcast of a by the NV vectors. Every y[n][i] sums its
@@ -652,7 +670,7 @@ const KernelTable kTable = {
     axpy,          axpy_diff,       subsample_plane, subsample_backward_plane,
     squash,        squash_backward, rbf_rows,        outer_update,
     conv_acc_flat, conv_dw_flat,    conv_acc_rows,   matmul,
-    convs8,        train8_forward,  train8_backward, fma_chains,
+    sum_floats,    convs8,        train8_forward,  train8_backward, fma_chains,
 };
 
 }  // namespace avx2

@@ -177,6 +177,24 @@ void conv_acc_rows(float* const* y, const float* const* w, int64_t K, const floa
         }
 }
 
+// Eight interleaved chains: one would wait on the add latency at every element.
+double sum_floats(const float* a, int64_t n) {
+    double s0 = 0, s1 = 0, s2 = 0, s3 = 0, s4 = 0, s5 = 0, s6 = 0, s7 = 0, tail = 0;
+    const int64_t full = n / 8 * 8;
+    for (int64_t i = 0; i < full; i += 8) {
+        s0 += a[i];
+        s1 += a[i + 1];
+        s2 += a[i + 2];
+        s3 += a[i + 3];
+        s4 += a[i + 4];
+        s5 += a[i + 5];
+        s6 += a[i + 6];
+        s7 += a[i + 7];
+    }
+    for (int64_t i = full; i < n; ++i) tail += a[i];
+    return ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7)) + tail;
+}
+
 void matmul(float* y, const float* a, int64_t lda_n, int64_t lda_k, const float* b, int64_t N,
             int64_t Kd, int64_t I) {
     for (int64_t n = 0; n < N; ++n) {
@@ -240,7 +258,7 @@ const KernelTable kTable = {
     axpy,          axpy_diff,       subsample_plane, subsample_backward_plane,
     squash,        squash_backward, rbf_rows,        outer_update,
     conv_acc_flat, conv_dw_flat,    conv_acc_rows,   matmul,
-    nullptr,       nullptr,         nullptr,         fma_chains,
+    sum_floats,    nullptr,       nullptr,         nullptr,         fma_chains,
 };
 
 }  // namespace scalar
