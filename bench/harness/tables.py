@@ -85,7 +85,36 @@ def suite_summary(res: dict[str, Any]) -> list[str]:
             ],
         ]
     targets = res.get("targets", {})
-    if any(c in targets for c in cases):
+    if any(isinstance(t, dict) for t in targets.values()):
+        versus = res.get("versus_fastest_peer") or {}
+
+        def target(c: str) -> str:
+            t = targets.get(c) or {}
+            parts = []
+            if "fastest" in t:
+                parts.append(f">= {t['fastest']:g}x fastest")
+            if "torch" in t:
+                parts.append(f">= {t['torch']:g}x PyTorch eager")
+            if "peak" in t:
+                parts.append(f">= {100 * t['peak']:g}% of peak")
+            return "; ".join(parts) or "-"
+
+        def met(c: str) -> str:
+            t = targets.get(c)
+            if not t:
+                return "-"
+            r = rows.get(("lenet_fast", c), {})
+            got = {
+                "fastest": (versus.get(c) or {}).get("ratio_per_round_median"),
+                "torch": rows.get(("torch", c), {}).get("ratio_per_round_median"),
+                "peak": r.get("peak_fraction"),
+            }
+            missed = [k for k, want in t.items() if got[k] is None or got[k] < want]
+            return "yes" if not missed else "no (" + ", ".join(missed) + ")"
+
+        body.append(["*target for lenet_fast*", *(target(c) for c in cases)])
+        body.append(["*target met*", *(met(c) for c in cases)])
+    elif any(c in targets for c in cases):
         body.append(["*target for lenet_fast*", *(rate(targets.get(c)) for c in cases)])
     return md_table(head, "l" + "r" * len(cases), body)
 

@@ -295,3 +295,20 @@ def test_a_result_of_the_rounds_shows_the_per_round_ratios(repo: Path) -> None:
         "| inference, batch 1, 1 thr | LiteRT (XNNPACK) | 20,000 | 18,000-22,000 | 0.05 | "
         "25.0% | 2.00x | 2.25x | 9 |"
     )
+
+
+def test_the_targets_of_the_rounds_are_ratios_and_each_is_judged(repo: Path) -> None:
+    """Targets as ratios to the fastest peer and PyTorch eager and as a fraction of the peak
+    (bench_suite's TARGETS): the row states them and the next says which were met, from the
+    per-round medians (2.25x LiteRT meets 2x; 19x PyTorch misses 25x; 25% misses 35%)."""
+    res = {
+        **SUITE_ROUNDS,
+        "targets": {"infer:1:1": {"fastest": 2.0}, "train:1:1": {"torch": 25.0, "peak": 0.35}},
+    }
+    (repo / "bench" / "results" / "suite.json").write_text(json.dumps(res), encoding="utf-8")
+    assert render_tables.main(["--root", str(repo)]) == 0
+    summary = block((repo / "README.md").read_text(encoding="utf-8"), "suite")
+    assert summary[9:11] == [
+        "| *target for lenet_fast* | >= 2x fastest | >= 25x PyTorch eager; >= 35% of peak |",
+        "| *target met* | yes | no (torch, peak) |",
+    ]
