@@ -114,10 +114,13 @@ void conv_plane(float* y, const PlaneArgs& a) {
 // NV input vectors and one broadcast weight, the 16 ymm registers). Per kernel tap, NV loads
 // of x and KB broadcasts feed KB*NV FMAs (conv_plane: one load per FMA). TAIL: the last
 // vector is partial (mask m); vmaskmov reads nothing past the plane.
+// KS: the kernel's side when it is square and known at compile time (5, LeNet's), else 0.
+// With both loops' trip counts known the compiler keeps the accumulators in registers
+// across the kernel rows (a runtime R made it store them to the stack after every row).
 template <int KB, int NV, bool TAIL, int KS>
 inline void acc_flat_block(float* const* y, const float* const* w, const float* x, int64_t f0,
-                           int64_t W, int64_t R, int64_t S_, __m256i m, const float* bias) {
-    const int64_t S = KS ? KS : S_;
+                           int64_t W, int64_t R_, int64_t S_, __m256i m, const float* bias) {
+    const int64_t R = KS ? KS : R_, S = KS ? KS : S_;
     __m256 acc[KB][NV];
     for (int k = 0; k < KB; ++k)
         for (int v = 0; v < NV; ++v) {
@@ -189,7 +192,7 @@ void acc_flat_ks(float* const* y, const float* const* w, int64_t K, const float*
 
 void conv_acc_flat(float* const* y, const float* const* w, int64_t K, const float* x, int64_t W,
                    int64_t L, int64_t R, int64_t S, const float* bias) {
-    if (S == 5)
+    if (R == 5 && S == 5)
         acc_flat_ks<5>(y, w, K, x, W, L, R, S, bias);
     else
         acc_flat_ks<0>(y, w, K, x, W, L, R, S, bias);
