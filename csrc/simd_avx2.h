@@ -32,6 +32,17 @@ inline void in_register(__m256& v) {
 #endif
 }
 
+// The horizontal sums of v[0..7] as the lanes of one vector: lane j = the sum of v[j]'s
+// lanes (in another order than hsum's, so not always its bits).
+inline __m256 hsum8(const __m256* v) {
+    const __m256 h01 = _mm256_hadd_ps(v[0], v[1]), h23 = _mm256_hadd_ps(v[2], v[3]);
+    const __m256 h45 = _mm256_hadd_ps(v[4], v[5]), h67 = _mm256_hadd_ps(v[6], v[7]);
+    const __m256 h0123 = _mm256_hadd_ps(h01, h23), h4567 = _mm256_hadd_ps(h45, h67);
+    // h0123 = [s0 s1 s2 s3 | s0' s1' s2' s3'] (low and high halves' sums), same for 4567
+    return _mm256_add_ps(_mm256_permute2f128_ps(h0123, h4567, 0x20),
+                         _mm256_permute2f128_ps(h0123, h4567, 0x31));
+}
+
 inline float hsum(__m256 v) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
     s = _mm_add_ps(s, _mm_movehl_ps(s, s));
