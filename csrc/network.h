@@ -40,10 +40,12 @@ int64_t lenet_param_size(int param, int64_t c3_pairs);
 // y (N,10) = the RBF penalties of x (N,1,32,32), exactly LeNet5._forward's with the fast
 // backend: the layer kernels' micro-kernels in the same order on each image, so the same
 // bits as the layer-by-layer kernel calls (kernels.h) at any batch size. p[q] the
-// parameters (read only; p[kRbfC] the centres). Image by image, every activation in one
-// per-thread workspace (51 KB), C5, F6 and the RBF on blocks of 8 images, threads over the
+// parameters (read only; p[kRbfC] the centres). Blocks of 8 images, threads over the
 // blocks (each image is computed by one thread: the result does not depend on the thread
-// count). No allocation per image.
+// count): C1 .. S4 with the block's images in the lanes of each vector when the ISA has
+// KernelTable::convs8 and the block has at least 5 images, else image by image, every
+// activation in a per-thread workspace; then C5, F6 and the RBF on the block. No
+// allocation per image.
 struct ForwardOptions {
     bool subsample_mean = false;  // S2/S4 multiply 0.25 coef (the mean) instead of coef
 };
