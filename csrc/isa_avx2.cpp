@@ -681,7 +681,8 @@ const KernelTable kTable = {
     axpy,          axpy_diff,       subsample_plane, subsample_backward_plane,
     squash,        squash_backward, rbf_rows,        outer_update,
     conv_acc_flat, conv_dw_flat,    conv_acc_rows,   matmul,
-    sum_floats,    convs8,        train8_forward,  train8_backward, fma_chains,
+    sum_floats,    convs8,          train8_forward,  train8_backward,
+    fma_chains,
 };
 
 }  // namespace avx2

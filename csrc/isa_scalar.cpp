@@ -258,7 +258,8 @@ const KernelTable kTable = {
     axpy,          axpy_diff,       subsample_plane, subsample_backward_plane,
     squash,        squash_backward, rbf_rows,        outer_update,
     conv_acc_flat, conv_dw_flat,    conv_acc_rows,   matmul,
-    sum_floats,    nullptr,       nullptr,         nullptr,         fma_chains,
+    sum_floats,    nullptr,         nullptr,         nullptr,
+    fma_chains,
 };
 
 }  // namespace scalar

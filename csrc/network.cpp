@@ -104,7 +104,6 @@ double loss_gradient(float* gy, const float* y, int64_t label, const LossOptions
     return scale * loss;
 }
 
-
 // The gradients of the parameters up to S4 (1,716 + 25 T numbers, 3% of the model) are
 // summed per block of images in double ("partials"); those of C5, F6 and the centres are
 // products over the whole batch of per-image rows kept in a Batch.

@@ -62,6 +62,15 @@ def threads_text(threads: Any) -> str:
     return "?" if threads is None else str(threads)
 
 
+def cpu_text(facts: dict[str, Any]) -> str:
+    """The CPU as the tables quote it: its name, and its family, model and core when known."""
+    m = facts.get("cpu_model") or {}
+    if "family" not in m:
+        return str(facts.get("cpu"))
+    core = f", {m['core']}" if m.get("core") else ""
+    return f"{facts.get('cpu')} (family {m['family']} model {m['model']}{core})"
+
+
 def source_line(source: str, facts: dict[str, Any]) -> str:
     """The line under a generated table: its file, CPU, threads, ISA, commit and date."""
     commit = facts.get("git_commit", "unknown") + (
@@ -69,6 +78,6 @@ def source_line(source: str, facts: dict[str, Any]) -> str:
     )
     isa = ", ".join(facts.get("isas_benchmarked") or [str(facts.get("isa"))])
     return (
-        f"*Source: `{source}`; {facts.get('cpu')}, {threads_text(facts.get('threads'))} "
+        f"*Source: `{source}`; {cpu_text(facts)}, {threads_text(facts.get('threads'))} "
         f"thread(s), ISA {isa}, commit {commit}, {str(facts.get('date'))[:10]}.*"
     )
