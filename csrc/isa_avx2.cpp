@@ -501,8 +501,7 @@ inline void dw_flat_block(float* const* dw, const float* const* dy, const float*
             for (int k = 0; k < KB; ++k) acc[k][s] = _mm256_fmadd_ps(g[k], xv, acc[k][s]);
         }
     }
-    // the KB*NS horizontal sums: eight at a time as one tree of hadds (9 operations where
-    // eight hsums take 40), the rest one by one
+    // the KB*NS horizontal sums: eight at a time (hsum8, hsum's bits), the rest one by one
     constexpr int T = KB * NS;
     const __m256* a = &acc[0][0];
     alignas(32) float sums[T + 7];

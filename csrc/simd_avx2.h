@@ -32,15 +32,23 @@ inline void in_register(__m256& v) {
 #endif
 }
 
-// The horizontal sums of v[0..7] as the lanes of one vector: lane j = the sum of v[j]'s
-// lanes (in another order than hsum's, so not always its bits).
+// The horizontal sums of v[0..7] as the lanes of one vector, lane j = hsum(v[j]) to the
+// bit: the same three additions in the same order (low half + high half, then lanes 0+2
+// and 1+3, then those two), for eight vectors at once: 21 operations where eight hsums
+// take 40.
 inline __m256 hsum8(const __m256* v) {
-    const __m256 h01 = _mm256_hadd_ps(v[0], v[1]), h23 = _mm256_hadd_ps(v[2], v[3]);
-    const __m256 h45 = _mm256_hadd_ps(v[4], v[5]), h67 = _mm256_hadd_ps(v[6], v[7]);
-    const __m256 h0123 = _mm256_hadd_ps(h01, h23), h4567 = _mm256_hadd_ps(h45, h67);
-    // h0123 = [s0 s1 s2 s3 | s0' s1' s2' s3'] (low and high halves' sums), same for 4567
-    return _mm256_add_ps(_mm256_permute2f128_ps(h0123, h4567, 0x20),
-                         _mm256_permute2f128_ps(h0123, h4567, 0x31));
+    __m256 q[4];  // q[i] = [low + high of v[i] | low + high of v[i + 4]]
+    for (int i = 0; i < 4; ++i)
+        q[i] = _mm256_add_ps(_mm256_permute2f128_ps(v[i], v[i + 4], 0x20),
+                             _mm256_permute2f128_ps(v[i], v[i + 4], 0x31));
+    // per half: [q0+q2 of v[i], of v[i+1], q1+q3 of v[i], of v[i+1]]
+    const __m256 u01 =
+        _mm256_add_ps(_mm256_unpacklo_ps(q[0], q[1]), _mm256_unpackhi_ps(q[0], q[1]));
+    const __m256 u23 =
+        _mm256_add_ps(_mm256_unpacklo_ps(q[2], q[3]), _mm256_unpackhi_ps(q[2], q[3]));
+    const __m256d d01 = _mm256_castps_pd(u01), d23 = _mm256_castps_pd(u23);
+    return _mm256_add_ps(_mm256_castpd_ps(_mm256_unpacklo_pd(d01, d23)),
+                         _mm256_castpd_ps(_mm256_unpackhi_pd(d01, d23)));
 }
 
 inline float hsum(__m256 v) {
