@@ -1,5 +1,5 @@
 // Steps of the backward pass that the per-layer drivers (conv2d.cpp, rbf.cpp) and the
-// fused network (network.cpp) both take, written once so the two paths cannot drift apart:
+// fused network (csrc/network/) both take, written once so the two paths cannot drift apart:
 // they give the same bits because they run the same loops.
 #pragma once
 

@@ -39,8 +39,8 @@ bool have_openmp();
 
 // While a SerialScope exists on a thread, the kernels that thread calls run on it alone
 // (other threads are unaffected). For a caller of many tiny kernels, such as the fused
-// training pass (network.cpp, ~30 kernels per pattern at batch 1): there a parallel region
-// costs about what it saves, and milliseconds when another process holds the other cores.
+// training pass (network/gradients.cpp, ~30 kernels per pattern at batch 1): there a parallel
+// region costs about what it saves, and milliseconds when another process holds the other cores.
 class SerialScope {
   public:
     SerialScope();

@@ -41,7 +41,7 @@ struct ConvsPlan8 {
     const float* bias4;  // (16,) each
     // training only (train8_backward): C3 seen from its inputs (input map c feeds the
     // in_n[c] output maps in_k[c][j], ascending, through kernel number in_t[c][j]), and
-    // where each gradient goes in the block's partial sums (network.cpp's Partial)
+    // where each gradient goes in the block's partial sums (network/plan.h's Partial)
     int in_n[6];
     int in_k[6][16];
     int in_t[6][16];
@@ -92,7 +92,7 @@ struct KernelTable {
     // y (N,M) = squared distances of the rows of x (N,J) to the rows of c (M,J)
     void (*rbf_rows)(float* y, const float* x, const float* c, int64_t N, int64_t M, int64_t J);
 
-    // One row w (n) of a full connection at batch 1 takes its SDLM step (network.cpp):
+    // One row w (n) of a full connection at batch 1 takes its SDLM step (network/sdlm.cpp):
     // w -= step (n) * (d * x (n)), each product rounded to float, then the subtraction (the
     // roundings of numpy's w -= step * g with g = d x; no FMA there).
     void (*outer_update)(float* w, const float* step, const float* x, float d, int64_t n);
@@ -113,7 +113,7 @@ struct KernelTable {
     // j >= Wo between rows are junk). Each element receives the same multiply-adds in the
     // same order as conv_plane's pair loop, so planes started at the bias and run over a
     // pair list's inputs in its order give conv_plane's bits. K kernels share every load
-    // of x (the fused forward, network.cpp, runs C1 and C3 this way). bias not null: the
+    // of x (the fused forward, network/forward.cpp, runs C1 and C3 this way). bias not null: the
     // planes start at bias[k] (y[k] = bias[k] + ...) instead of accumulating onto y[k].
     void (*conv_acc_flat)(float* const* y, const float* const* w, int64_t K, const float* x,
                           int64_t W, int64_t L, int64_t R, int64_t S, const float* bias);
@@ -121,7 +121,7 @@ struct KernelTable {
     // The weight gradients of conv_acc_flat, K kernels from one input map x (row stride W):
     //   dw[k][r*S+s] = sum over f < L of dy[k][f] * x[f + r*W + s]      (overwritten)
     // dy[k] is an output gradient in flat layout (row stride W) whose junk columns must be
-    // zero. Summed in float, one image at a time (the training pass, network.cpp).
+    // zero. Summed in float, one image at a time (the training pass, network/gradients.cpp).
     void (*conv_dw_flat)(float* const* dw, const float* const* dy, int64_t K, const float* x,
                          int64_t W, int64_t L, int64_t R, int64_t S);
 

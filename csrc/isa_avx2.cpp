@@ -592,7 +592,7 @@ double sum_floats(const float* a, int64_t n) {
     return ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7])) + tail;
 }
 
-// ---- small matrix products (the full connections' backward, network.cpp) --------------
+// ---- small matrix products (the full connections' backward, network/gradients.cpp) ---
 // NR rows of y by NV vectors of columns: NR*NV accumulators (at most 4 x 3), each load of b
 // shared by the NR rows and each broadcast of a by the NV vectors. Every y[n][i] sums its
 // products over k ascending, whatever the blocking.
