@@ -657,14 +657,32 @@ void matmul(float* y, const float* a, int64_t lda_n, int64_t lda_k, const float*
 // The FMA probe: kFmaChains independent ymm chains a = fma(a, m, c), 8 multiply-adds per
 // instruction. m < 1: every lane settles at c / (1 - m), no overflow and no denormals.
 int64_t fma_chains(int64_t rounds, double* sink) {
+    static_assert(kFmaChains == 12, "one variable per chain below");
     const __m256 m = _mm256_set1_ps(0.999f), c = _mm256_set1_ps(0.001f);
-    __m256 a[kFmaChains];
-    for (int q = 0; q < kFmaChains; ++q) a[q] = _mm256_set1_ps(static_cast<float>(q));
-    for (int64_t i = 0; i < rounds; ++i)
-        for (int q = 0; q < kFmaChains; ++q) a[q] = _mm256_fmadd_ps(a[q], m, c);
-    __m256 sum = a[0];
-    for (int q = 1; q < kFmaChains; ++q) sum = _mm256_add_ps(sum, a[q]);
-    *sink = hsum(sum);
+    // named variables, not an array: each stays in a register at any optimisation level (an
+    // array lives in memory at the -O2 of a sanitizer build: a load and a store per chain)
+    __m256 a0 = _mm256_set1_ps(0), a1 = _mm256_set1_ps(1), a2 = _mm256_set1_ps(2),
+           a3 = _mm256_set1_ps(3), a4 = _mm256_set1_ps(4), a5 = _mm256_set1_ps(5),
+           a6 = _mm256_set1_ps(6), a7 = _mm256_set1_ps(7), a8 = _mm256_set1_ps(8),
+           a9 = _mm256_set1_ps(9), a10 = _mm256_set1_ps(10), a11 = _mm256_set1_ps(11);
+    for (int64_t i = 0; i < rounds; ++i) {
+        a0 = _mm256_fmadd_ps(a0, m, c);
+        a1 = _mm256_fmadd_ps(a1, m, c);
+        a2 = _mm256_fmadd_ps(a2, m, c);
+        a3 = _mm256_fmadd_ps(a3, m, c);
+        a4 = _mm256_fmadd_ps(a4, m, c);
+        a5 = _mm256_fmadd_ps(a5, m, c);
+        a6 = _mm256_fmadd_ps(a6, m, c);
+        a7 = _mm256_fmadd_ps(a7, m, c);
+        a8 = _mm256_fmadd_ps(a8, m, c);
+        a9 = _mm256_fmadd_ps(a9, m, c);
+        a10 = _mm256_fmadd_ps(a10, m, c);
+        a11 = _mm256_fmadd_ps(a11, m, c);
+    }
+    const __m256 s0 = _mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3));
+    const __m256 s1 = _mm256_add_ps(_mm256_add_ps(a4, a5), _mm256_add_ps(a6, a7));
+    const __m256 s2 = _mm256_add_ps(_mm256_add_ps(a8, a9), _mm256_add_ps(a10, a11));
+    *sink = hsum(_mm256_add_ps(_mm256_add_ps(s0, s1), s2));
     return rounds * kFmaChains * 8;
 }
 
