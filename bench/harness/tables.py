@@ -393,6 +393,7 @@ def dask_table(res: dict[str, Any]) -> list[str]:
 BLOCKS: dict[str, tuple[str, Callable[[dict[str, Any]], list[str]]]] = {
     "suite": ("suite.json", suite_summary),
     "suite-detail": ("suite.json", suite_detail),
+    "suite-zen3": ("suite-zen3.json", suite_summary),
     "kernels": ("kernels.json", kernels_all),
     "reproduce": ("reproduce.json", reproduce_table),
     "pretrained": ("pretrained.json", pretrained_table),
