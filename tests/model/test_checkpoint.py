@@ -26,15 +26,20 @@ V1 = DATA / "v1_sdlm_checkpoint.npz"
 EXPECTED = json.loads((DATA / "v1_sdlm_checkpoint.json").read_text(encoding="utf-8"))
 
 
-@pytest.fixture
-def avx2_kernels():
-    """The fixture's ISA for every test here, then the previous choice."""
-    if "avx2" not in lenet_fast.available_isas():
-        pytest.skip("the version 1 fixture holds the AVX2 kernels' bits; this CPU has no AVX2")
-    before = lenet_fast.get_isa()
-    lenet_fast.set_isa("avx2")
-    yield
-    lenet_fast.set_isa(before)
+# conftest.py's isa fixture, on the one path whose bits the fixture holds
+ON_AVX2 = pytest.mark.parametrize(
+    "isa",
+    [
+        pytest.param(
+            "avx2",
+            marks=pytest.mark.skipif(
+                "avx2" not in lenet_fast.available_isas(),
+                reason="the version 1 fixture holds the AVX2 kernels' bits; this CPU has no AVX2",
+            ),
+        )
+    ],
+    indirect=True,
+)
 
 
 def digits() -> tuple[np.ndarray, np.ndarray]:
@@ -71,8 +76,8 @@ def test_reading_version_1_migrates_its_metadata():
     assert set(arrays) == {f"param/{k}" for k in meta["param_names"]} | {"codes"}
 
 
-@pytest.mark.usefixtures("avx2_kernels")
-def test_a_version_1_model_computes_what_it_did():
+@ON_AVX2
+def test_a_version_1_model_computes_what_it_did(isa):
     m = LeNet5.load(V1)
     assert m.options["loss_scale"] == 0.05
     images, _ = digits()
@@ -81,8 +86,8 @@ def test_a_version_1_model_computes_what_it_did():
     )
 
 
-@pytest.mark.usefixtures("avx2_kernels")
-def test_resuming_version_1_reaches_the_weights_of_its_uninterrupted_run(tmp_path):
+@ON_AVX2
+def test_resuming_version_1_reaches_the_weights_of_its_uninterrupted_run(isa, tmp_path):
     images, labels = digits()
     m = LeNet5()
     hist = train(
