@@ -10,6 +10,9 @@
 #include "plan.h"
 
 namespace lenet_fast {
+
+using namespace fused;  // NOLINT(build/namespaces): the network's own internals
+
 namespace fused {
 
 void forward_convs(const ConvActs& a, const float* const* p, const float* xi, const Plan& plan,
@@ -55,8 +58,6 @@ void forward_head(float* y, float* h5, float* h6, const float* h4, const float* 
 }  // namespace fused
 
 namespace {
-
-using namespace fused;  // NOLINT(build/namespaces): this file's own internals
 
 // Per thread: one image's flat planes (C1's, then C3's), S2's flat output (then C3's
 // compact one), S2's compact output, and a block's S4, C5 and F6 outputs. 12,984 floats

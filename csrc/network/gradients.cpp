@@ -13,9 +13,10 @@
 #include "train.h"
 
 namespace lenet_fast {
-namespace {
 
-using namespace fused;  // NOLINT(build/namespaces): this file's own internals
+using namespace fused;  // NOLINT(build/namespaces): the network's own internals
+
+namespace {
 
 // numpy's sum of 10 float64 values along a row (pairwise_sum: eight partial sums, added
 // as a tree, then the rest in order), so that Eq. 9 gives numpy's bits.
